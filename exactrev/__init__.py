@@ -1,0 +1,24 @@
+"""exactrev: bit-exactly reversible neural-network training for exact hypergradients.
+
+Layers (each imports only those below it):
+    kernels/  Numba kernels on integer arrays (rANS lanes, fixed point, momentum steps)
+    exact/    validated primitives: FixedFormat, rational momenta, InfoBuffer
+    optim/    reversible optimisers and their schedules
+    model/    MLP forward/backward/HVP
+    hyper/    hypergradients by exact reversal, meta-optimisation, data
+    faces/    command line, benchmark report, plots
+"""
+
+from .exact.buffer import (BufferFileError, BufferMismatchError, BufferUnderflowError, InfoBuffer)
+from .exact.fixedpoint import DEFAULT_FRAC_BITS, FixedFormat, FixedPointRangeError
+from .exact.rational import MAX_DENOMINATOR, HyperparameterError, as_momentum
+from .optim.schedule import MomentumSchedule
+from .optim.sgd import ReversibleSGD, StepError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BufferFileError", "BufferMismatchError", "BufferUnderflowError", "InfoBuffer",
+    "DEFAULT_FRAC_BITS", "FixedFormat", "FixedPointRangeError", "MAX_DENOMINATOR",
+    "HyperparameterError", "as_momentum", "MomentumSchedule", "ReversibleSGD", "StepError",
+]

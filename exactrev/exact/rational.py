@@ -1,0 +1,44 @@
+"""Exact rational momenta g = n/d with 0 < g <= 1 and d <= MAX_DENOMINATOR = 2**16.
+
+A float is turned into the nearest fraction with denominator at most 2**16 (``Fraction.limit_denominator``).
+Why 2**16: the information buffer codes "uniform over d" with a total of 2**31, so d <= 2**16 keeps every
+symbol's frequency >= 2**15. Then each push or pop moves at most one 16-bit word, and the coding overhead
+is at most log2(1 + 2**-15), about 4.4e-5 bits per symbol. The resolution of g is then about 1.5e-5 near 1.
+"""
+
+from fractions import Fraction
+from numbers import Real
+
+import numpy as np
+
+from ..kernels.rans import MAX_BASE
+
+MAX_DENOMINATOR = MAX_BASE
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter is out of its domain (named in the message)."""
+
+
+def as_momentum(g, name="momentum") -> Fraction:
+    """Exact fraction n/d for a momentum g in (0, 1]; floats are rounded to d <= 2**16."""
+    if isinstance(g, Fraction):
+        frac = g
+        if frac.denominator > MAX_DENOMINATOR:
+            raise HyperparameterError(
+                f"{name} = {g} has denominator {frac.denominator} > {MAX_DENOMINATOR}")
+    elif isinstance(g, Real) and not isinstance(g, bool):
+        gf = float(g)
+        if not np.isfinite(gf):
+            raise HyperparameterError(f"{name} = {g!r} is not finite")
+        frac = Fraction(gf).limit_denominator(MAX_DENOMINATOR)
+    else:
+        raise HyperparameterError(f"{name} = {g!r} must be a float or a Fraction")
+    if not 0 < frac <= 1:
+        raise HyperparameterError(f"{name} = {g!r} (as {frac}) must lie in (0, 1]")
+    return frac
+
+
+def bits_per_multiplication(frac: Fraction) -> float:
+    """Entropy bound log2(d/n): bits of remainder one multiplication by n/d leaves in the buffer."""
+    return float(np.log2(frac.denominator) - np.log2(frac.numerator))

@@ -1,0 +1,162 @@
+"""Reversible momentum-SGD step kernels on fixed-point integers (Maclaurin et al. 2015, Alg. 1 and 2).
+
+One step, per weight i of parameter group k = group[i], with momentum g = n/d and learning rate a
+(all integers in units of 2**-frac_bits, ``scale = 2**frac_bits``):
+
+    forward:  v <- (v // d) * n + pop_n(push_d(v % d))        exact  v * n/d, remainder kept in buffer
+              v <- v - rint((1 - g) * grad * scale)
+              w <- w + rint(a * v)
+    reverse:  w <- w - rint(a * v)                            (then the caller recomputes grad at w)
+              v <- v + rint((1 - g) * grad * scale)
+              v <- (v // n) * d + pop_d(push_n(v % n))        exact  v * d/n
+
+Each kernel has a ``commit`` flag: with commit False it only fills ``errs`` (a dry run, so the caller
+checks every lane before any lane is written). Error codes are the ERR_* constants. The lane arithmetic
+is integer or a single rounded float product, so results are identical for any thread count.
+"""
+
+import numba as nb
+import numpy as np
+
+from .buffer_ops import stack_top
+from .fixed import MAX_MAGNITUDE, fixed_in_range
+from .rans import push_symbol, pop_symbol_head, refill, uniform_params
+
+ERR_OK = 0
+ERR_GRAD_NOT_FINITE = 1
+ERR_VELOCITY_RANGE = 2
+ERR_WEIGHT_RANGE = 3
+ERR_BUFFER_UNDERFLOW = 4
+ERR_MESSAGES = {
+    ERR_GRAD_NOT_FINITE: "gradient is NaN or infinite",
+    ERR_VELOCITY_RANGE: "velocity would leave the fixed-point range",
+    ERR_WEIGHT_RANGE: "weight would leave the fixed-point range",
+    ERR_BUFFER_UNDERFLOW: "information buffer underflow (more popped than pushed)",
+}
+
+
+@nb.njit(inline="always", cache=True)
+def rational_multiply_lane(x, s, count, top, num, qn, rn, den, qd, rd):
+    """x -> x * num/den exactly: push x % den (base den), pop y (base num), x <- (x // den) * num + y.
+
+    Returns (x, s, dcount, word, err): dcount is +1 (write ``word`` at the stack top), -1 (the top word
+    was consumed) or 0. err is ERR_BUFFER_UNDERFLOW when a word was needed from an empty stack, or
+    ERR_VELOCITY_RANGE when the product would leave the fixed-point range.
+    """
+    quo = x // den
+    if abs(quo) > (MAX_MAGNITUDE - num) // num:
+        return x, s, np.int64(0), np.int64(0), ERR_VELOCITY_RANGE
+    s, emitted, word = push_symbol(s, x - quo * den, qd, rd)
+    y, s, needs = pop_symbol_head(s, qn, rn)
+    dcount = emitted
+    if needs:
+        if emitted:
+            s = refill(s, word)
+            dcount = np.int64(0)
+        elif count == 0:
+            return x, s, np.int64(0), np.int64(0), ERR_BUFFER_UNDERFLOW
+        else:
+            s = refill(s, top)
+            dcount = np.int64(-1)
+    x = quo * num + y
+    if abs(x) > MAX_MAGNITUDE:
+        return x, s, np.int64(0), np.int64(0), ERR_VELOCITY_RANGE
+    return x, s, dcount, word, ERR_OK
+
+
+@nb.njit(inline="always", cache=True)
+def commit_stack(words, counts, i, dcount, word):
+    if dcount > 0:
+        words[counts[i], i] = np.uint16(word)
+    counts[i] += dcount
+
+
+@nb.njit(inline="always", cache=True)
+def rounded_product(coef, x):
+    """rint(coef * x) as a float, x an int64 or float: the one rounded product every step uses."""
+    return np.rint(coef * np.float64(x))
+
+
+@nb.njit(parallel=True, cache=True)
+def momentum_forward_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr,
+                            grad, scale, commit, errs):
+    """One forward step for every weight (see module docstring). grad is float64[N] at the current w."""
+    qn = np.empty(nums.shape[0], np.int64)
+    rn = np.empty(nums.shape[0], np.int64)
+    qd = np.empty(nums.shape[0], np.int64)
+    rd = np.empty(nums.shape[0], np.int64)
+    for k in range(nums.shape[0]):
+        qn[k], rn[k] = uniform_params(nums[k])
+        qd[k], rd[k] = uniform_params(dens[k])
+    for i in nb.prange(w.shape[0]):
+        k = group[i]
+        if not np.isfinite(grad[i]):
+            errs[i] = ERR_GRAD_NOT_FINITE
+            continue
+        x, s, dcount, word, err = rational_multiply_lane(
+            v[i], heads[i], counts[i], stack_top(words, counts, i),
+            nums[k], qn[k], rn[k], dens[k], qd[k], rd[k])
+        if err != ERR_OK:
+            errs[i] = err
+            continue
+        gterm = rounded_product(one_minus_g[k] * scale, grad[i])
+        if not fixed_in_range(gterm):
+            errs[i] = ERR_VELOCITY_RANGE
+            continue
+        x = x - np.int64(gterm)
+        if abs(x) > MAX_MAGNITUDE:
+            errs[i] = ERR_VELOCITY_RANGE
+            continue
+        dw = rounded_product(lr[k], x)
+        if not fixed_in_range(dw) or abs(w[i] + np.int64(dw)) > MAX_MAGNITUDE:
+            errs[i] = ERR_WEIGHT_RANGE
+            continue
+        if commit:
+            w[i] += np.int64(dw)
+            v[i] = x
+            heads[i] = s
+            commit_stack(words, counts, i, dcount, word)
+
+
+@nb.njit(parallel=True, cache=True)
+def weights_back_kernel(w, v, group, lr, commit, errs):
+    """First half of a reverse step: w <- w - rint(a * v)."""
+    for i in nb.prange(w.shape[0]):
+        dw = rounded_product(lr[group[i]], v[i])
+        if not fixed_in_range(dw) or abs(w[i] - np.int64(dw)) > MAX_MAGNITUDE:
+            errs[i] = ERR_WEIGHT_RANGE
+            continue
+        if commit:
+            w[i] -= np.int64(dw)
+
+
+@nb.njit(parallel=True, cache=True)
+def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale,
+                         commit, errs):
+    """Second half of a reverse step, given grad at the restored w: v <- (v + rint((1-g) grad)) * d/n."""
+    qn = np.empty(nums.shape[0], np.int64)
+    rn = np.empty(nums.shape[0], np.int64)
+    qd = np.empty(nums.shape[0], np.int64)
+    rd = np.empty(nums.shape[0], np.int64)
+    for k in range(nums.shape[0]):
+        qn[k], rn[k] = uniform_params(nums[k])
+        qd[k], rd[k] = uniform_params(dens[k])
+    for i in nb.prange(v.shape[0]):
+        k = group[i]
+        if not np.isfinite(grad[i]):
+            errs[i] = ERR_GRAD_NOT_FINITE
+            continue
+        gterm = rounded_product(one_minus_g[k] * scale, grad[i])
+        if not fixed_in_range(gterm) or abs(v[i] + np.int64(gterm)) > MAX_MAGNITUDE:
+            errs[i] = ERR_VELOCITY_RANGE
+            continue
+        x, s, dcount, word, err = rational_multiply_lane(
+            v[i] + np.int64(gterm), heads[i], counts[i], stack_top(words, counts, i),
+            dens[k], qd[k], rd[k], nums[k], qn[k], rn[k])
+        if err != ERR_OK:
+            errs[i] = err
+            continue
+        if commit:
+            v[i] = x
+            heads[i] = s
+            commit_stack(words, counts, i, dcount, word)

@@ -1,0 +1,96 @@
+"""A thin MLP layer over the kernels: parameter layout, weight types, initialisation, loss/grad/HVP.
+
+Weight types: for a net with L layers there are 2L types, W_1, b_1, ..., W_L, b_L; ``weight_types()``
+gives each parameter's type id in [0, 2L) (2l for W_{l+1}, 2l + 1 for b_{l+1}), which the optimiser
+uses as its parameter groups.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass
+
+ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
+
+
+@dataclass(frozen=True)
+class MLP:
+    """Layer sizes (n_0 inputs, ..., n_L classes) and the hidden nonlinearity ('tanh' or 'relu')."""
+
+    sizes: tuple
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        if len(self.sizes) < 2 or any(int(n) < 1 for n in self.sizes):
+            raise ValueError(f"sizes must list >= 2 positive layer widths, got {self.sizes!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def n_types(self) -> int:
+        return 2 * self.n_layers
+
+    @property
+    def n_params(self) -> int:
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def type_names(self):
+        return [f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")]
+
+    def weight_types(self) -> np.ndarray:
+        """int64[P]: the weight type of every parameter (see module docstring)."""
+        parts = []
+        for l, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            parts += [np.full(a * b, 2 * l, np.int64), np.full(b, 2 * l + 1, np.int64)]
+        return np.concatenate(parts)
+
+    def init_noise(self, rng) -> np.ndarray:
+        """Standard-normal draws, one per parameter; multiply by per-type scales to initialise."""
+        return rng.standard_normal(self.n_params)
+
+    def _check(self, params, X, y):
+        params = np.ascontiguousarray(params, np.float64)
+        if params.shape != (self.n_params,):
+            raise ValueError(f"params has shape {params.shape}, expected ({self.n_params},)")
+        X = np.ascontiguousarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X has shape {X.shape}, expected (batch, {self.sizes[0]})")
+        y = np.ascontiguousarray(y, np.int64)
+        if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= self.sizes[-1])):
+            raise ValueError(f"y must hold {X.shape[0]} labels in [0, {self.sizes[-1]})")
+        return params, X, y
+
+    def _run(self, params, X, y, l2, vec, want_grad, want_r):
+        params, X, y = self._check(params, X, y)
+        P = self.n_params
+        l2 = np.zeros(P) if l2 is None else np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
+        vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
+        grad, hvp = np.zeros(P), np.zeros(P)
+        dx, rdx = np.zeros_like(X), np.zeros_like(X)
+        loss = mlp_pass(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
+                        l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
+        return loss, grad, hvp, dx, rdx
+
+    def loss(self, params, X, y, l2=None) -> float:
+        """Mean softmax cross-entropy on (X, y) plus 0.5 * sum(l2 * params**2)."""
+        return self._run(params, X, y, l2, None, False, False)[0]
+
+    def loss_grad(self, params, X, y, l2=None):
+        """(loss, dloss/dparams float64[P])."""
+        loss, grad, _, _, _ = self._run(params, X, y, l2, None, True, False)
+        return loss, grad
+
+    def grad_hvp(self, params, X, y, vec, l2=None):
+        """(loss, grad, H @ vec, d/dX (vec . grad)) at params; the last is float64[B, n_0]."""
+        loss, grad, hvp, _, rdx = self._run(params, X, y, l2, vec, True, True)
+        return loss, grad, hvp, rdx
+
+    def input_grad(self, params, X, y, l2=None):
+        """dloss/dX, float64[B, n_0]."""
+        return self._run(params, X, y, l2, None, True, False)[3]

@@ -1,0 +1,202 @@
+"""Reversible momentum SGD: fixed-point weights and velocities, exact rational momenta, a buffer.
+
+    forward step t:  v <- g_t v - (1 - g_t) grad(w, t);   w <- w + a_t v
+    reverse step t:  w <- w - a_t v;   v <- (v + (1 - g_t) grad(w, t)) / g_t
+
+Every step is a bijection on (w, v, buffer) given the gradient, so ``reverse`` after ``forward``
+restores every bit of w_0 and v_0 and returns the buffer to the state it had at construction; when it
+does not (the usual cause: a gradient that is not deterministic) a BufferMismatchError is raised.
+Every step checks all weights before it writes any, so an error leaves the state unchanged.
+"""
+
+import numpy as np
+
+from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
+from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
+from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
+                                momentum_forward_kernel, velocity_back_kernel, weights_back_kernel)
+from ..kernels.rans import WORD_BITS
+from .schedule import MomentumSchedule
+from .progress import progress_range
+
+
+class StepError(RuntimeError):
+    """A step cannot be taken (names the step, the weight index and the reason); nothing was written."""
+
+
+class ReversibleSGD:
+    """Momentum SGD whose whole trajectory can be run backwards exactly.
+
+    Parameters
+    ----------
+    w0 : float64[N]            initial weights (converted to fixed point, rounded to nearest)
+    schedule : MomentumSchedule  learning rates and momenta, shape (T, G)
+    v0 : float64[N], optional  initial velocity (default zeros)
+    group : int[N], optional   parameter group of every weight, in [0, G) (default all 0)
+    fmt : FixedFormat          fixed-point format of w and v
+    buffer : InfoBuffer, optional  buffer to push into (default a fresh one)
+    """
+
+    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat(),
+                 buffer=None):
+        self.fmt = fmt
+        self.schedule = schedule
+        self.w = fmt.to_fixed(np.ravel(w0), name="w0")
+        n = self.w.shape[0]
+        self.v = (np.zeros(n, np.int64) if v0 is None
+                  else fmt.to_fixed(np.ravel(v0), name="v0"))
+        if self.v.shape != (n,):
+            raise ValueError(f"v0 has {self.v.shape[0]} values, w0 has {n}")
+        if group is None:
+            group = np.zeros(n, np.int64)
+        self.group = np.ascontiguousarray(group, dtype=np.int64)
+        if self.group.shape != (n,):
+            raise ValueError(f"group must have shape ({n},), got {self.group.shape}")
+        if n and (self.group.min() < 0 or self.group.max() >= schedule.groups):
+            raise ValueError(f"group ids must lie in [0, {schedule.groups})")
+        self.buffer = buffer if buffer is not None else InfoBuffer(n)
+        if self.buffer.n_lanes != n:
+            raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
+        self.t = 0
+        self._start = self.buffer.snapshot()
+
+    # -- views ------------------------------------------------------------------------------------
+    @property
+    def n_weights(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Current weights as float64[N] (exact image of the fixed-point integers)."""
+        return self.fmt.to_float(self.w)
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.fmt.to_float(self.v)
+
+    def _row(self, t):
+        s = self.schedule
+        return s.nums[t], s.dens[t], s.one_minus_g[t], s.lr[t]
+
+    def _raise_if(self, errs, t, grad, what):
+        if not errs.any():
+            return
+        i = int(np.argmax(errs != 0))
+        code = int(errs[i])
+        detail = f"w={self.weights[i]!r}, v={self.velocity[i]!r}"
+        if grad is not None:
+            detail += f", grad={grad[i]!r}"
+        exc = FixedPointRangeError if code not in (ERR_GRAD_NOT_FINITE, ERR_BUFFER_UNDERFLOW) else StepError
+        raise exc(f"{what} step {t}, weight {i} (group {self.group[i]}): {ERR_MESSAGES[code]} "
+                  f"({detail}; range +-{self.fmt.max_value:.6g}); nothing was written")
+
+    def _check_grad(self, grad, t):
+        grad = np.ascontiguousarray(grad, dtype=np.float64)
+        if grad.shape != (self.n_weights,):
+            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected ({self.n_weights},)")
+        return grad
+
+    # -- one step ---------------------------------------------------------------------------------
+    def step(self, grad) -> None:
+        """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+        t = self.t
+        if t >= self.schedule.steps:
+            raise StepError(f"the schedule has {self.schedule.steps} steps; step {t} has none")
+        grad = self._check_grad(grad, t)
+        self.buffer.ensure_free(1)
+        args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
+                *self._row(t)[:3], self.schedule.lr[t], grad, self.fmt.scale)
+        errs = np.zeros(self.n_weights, np.int8)
+        momentum_forward_kernel(*args, False, errs)
+        self._raise_if(errs, t, grad, "forward")
+        momentum_forward_kernel(*args, True, errs)
+        self.t = t + 1
+
+    def unstep_weights(self) -> None:
+        """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""
+        if self.t <= 0:
+            raise StepError("nothing to reverse: the optimiser is at step 0")
+        t = self.t - 1
+        errs = np.zeros(self.n_weights, np.int8)
+        weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], False, errs)
+        self._raise_if(errs, t, None, "reverse")
+        weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
+
+    def unstep_velocity(self, grad) -> None:
+        """Second half: v <- (v + (1-g) grad) / g with grad at the restored weights; then t <- t-1.
+
+        If it fails, the weights are moved forward again, so the state is as before unstep_weights.
+        """
+        t = self.t - 1
+        try:
+            grad = self._check_grad(grad, t)
+            self.buffer.ensure_free(1)
+            nums, dens, omg, _ = self._row(t)
+            args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
+                    nums, dens, omg, grad, self.fmt.scale)
+            errs = np.zeros(self.n_weights, np.int8)
+            velocity_back_kernel(*args, False, errs)
+            self._raise_if(errs, t, grad, "reverse")
+        except Exception:
+            self._redo_weights(t)
+            raise
+        velocity_back_kernel(*args, True, errs)
+        self.t = t
+
+    def _redo_weights(self, t):
+        # w <- w + a v: the exact inverse of weights_back_kernel (same rounded product)
+        self.w += np.rint(self.schedule.lr[t][self.group] * self.v.astype(np.float64)).astype(np.int64)
+
+    # -- whole runs -------------------------------------------------------------------------------
+    def reserve_for(self, steps: int) -> None:
+        """Preallocate the buffer for ``steps`` more steps from the schedule's entropy bound."""
+        bits = self.schedule.bits_per_step()[self.t:self.t + steps].max(axis=1).sum()
+        self.buffer.reserve(int(self.buffer.counts.max()) + int(np.ceil(bits / WORD_BITS)) + 4)
+
+    def forward(self, grad_fn, steps=None, progress=False) -> None:
+        """Run ``steps`` forward steps (default: to the end of the schedule).
+
+        grad_fn(w: float64[N], t: int) -> float64[N] must be deterministic.
+        """
+        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        self.reserve_for(steps)
+        for _ in progress_range(steps, progress, "forward"):
+            self.step(grad_fn(self.weights, self.t))
+
+    def unstep(self, grad_fn) -> np.ndarray:
+        """Reverse one step; returns the gradient it recomputed at the restored weights."""
+        self.unstep_weights()
+        grad = grad_fn(self.weights, self.t - 1)
+        self.unstep_velocity(grad)
+        return np.asarray(grad)
+
+    def reverse(self, grad_fn, steps=None, progress=False) -> None:
+        """Run ``steps`` reverse steps (default: back to step 0, then verify the buffer)."""
+        steps = self.t if steps is None else int(steps)
+        if steps > self.t:
+            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        for _ in progress_range(steps, progress, "reverse"):
+            self.unstep(grad_fn)
+        if self.t == 0:
+            self.verify_restored()
+
+    def buffer_restored(self) -> bool:
+        """True when the buffer is in the state it had at construction (heads and counts equal)."""
+        return self.buffer.matches(self._start)
+
+    def verify_restored(self) -> None:
+        """Raise BufferMismatchError unless the buffer is back to its state at construction."""
+        if not self.buffer_restored():
+            i = self.buffer.first_mismatch(self._start)
+            raise BufferMismatchError(
+                f"after reversal the information buffer differs from its initial state (first at "
+                f"weight {i}); the usual cause is a gradient function that is not deterministic")
+
+    # -- accounting -------------------------------------------------------------------------------
+    def bits_per_weight_step(self) -> float:
+        """Buffer content pushed by this run, in bits per weight per step taken."""
+        if self.t == 0:
+            return 0.0
+        start_bits = float(content_bits(*self._start, self.buffer.seed_words).sum())
+        return (self.buffer.content_bits - start_bits) / (self.n_weights * self.t)
+

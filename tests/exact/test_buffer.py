@@ -1,0 +1,152 @@
+"""InfoBuffer: push/pop laws, size near the entropy bound, errors, files."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from exactrev import BufferFileError, BufferUnderflowError, InfoBuffer
+from exactrev.kernels.rans import MAX_BASE
+
+from ..conftest import THREAD_COUNTS
+from ..helpers import num_threads
+
+
+@st.composite
+def push_plans(draw):
+    lanes = draw(st.integers(1, 40))
+    depth = draw(st.integers(1, 60))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    big = draw(st.booleans())
+    hi = MAX_BASE if big else 20
+    bases = rng.integers(1, hi + 1, size=(depth, lanes))
+    symbols = rng.integers(0, bases)
+    return bases, symbols
+
+
+@given(push_plans())
+def test_pop_returns_pushes_in_reverse_and_empties_the_buffer(plan):
+    bases, symbols = plan
+    buf = InfoBuffer(bases.shape[1])
+    fresh = buf.copy()
+    for b, x in zip(bases, symbols):
+        buf.push(x, b)
+    for b, x in zip(bases[::-1], symbols[::-1]):
+        np.testing.assert_array_equal(buf.pop(b), x)
+    assert buf == fresh
+    assert buf.content_bits == pytest.approx(0.0, abs=1e-9)
+
+
+@given(plan=push_plans())
+def test_save_load_round_trips(plan, tmp_path_factory):
+    bases, symbols = plan
+    buf = InfoBuffer(bases.shape[1])
+    for b, x in zip(bases, symbols):
+        buf.push(x, b)
+    path = tmp_path_factory.mktemp("buf") / "b.exrb"
+    buf.save(path)
+    back = InfoBuffer.load(path)
+    assert back == buf
+    for b, x in zip(bases[::-1], symbols[::-1]):
+        np.testing.assert_array_equal(back.pop(b), x)
+
+
+def test_size_approaches_the_entropy_bound():
+    rng = np.random.default_rng(1)
+    lanes, depth, base = 500, 400, 1000
+    buf = InfoBuffer(lanes)
+    for _ in range(depth):
+        buf.push(rng.integers(0, base, lanes), base)
+    bound = lanes * depth * np.log2(base)
+    assert abs(buf.content_bits - bound) / bound < 1e-3
+
+
+def test_pop_beyond_what_was_pushed_raises_and_changes_nothing():
+    buf = InfoBuffer(3)
+    buf.push([1, 2, 3], 7)
+    before = buf.copy()
+    with pytest.raises(BufferUnderflowError, match="lane"):
+        buf.pop([7, 7, 2 ** 16])  # lane 2 asks for 16 bits after only ~2.8 were pushed
+    assert buf == before
+    np.testing.assert_array_equal(buf.pop(7), [1, 2, 3])
+    with pytest.raises(BufferUnderflowError):
+        buf.pop(2)
+
+
+@pytest.mark.parametrize("bases, symbols, match", [
+    (0, 0, "bases"), (MAX_BASE + 1, 0, "bases"), (5, 5, "symbols"), (5, -1, "symbols"),
+])
+def test_bad_push_arguments_raise_and_change_nothing(bases, symbols, match):
+    buf = InfoBuffer(2)
+    before = buf.copy()
+    with pytest.raises(ValueError, match=match):
+        buf.push(symbols, bases)
+    assert buf == before
+
+
+def test_wrong_shapes_and_dtypes_are_refused():
+    buf = InfoBuffer(3)
+    with pytest.raises(ValueError, match="shape"):
+        buf.push([1, 2], 5)
+    with pytest.raises(TypeError, match="integers"):
+        buf.push([0.5, 1, 2], 5)
+    with pytest.raises(ValueError):
+        InfoBuffer(0)
+
+
+def _filled(lanes=8, depth=30):
+    rng = np.random.default_rng(3)
+    buf = InfoBuffer(lanes)
+    for _ in range(depth):
+        buf.push(rng.integers(0, 1000, lanes), 1000)
+    return buf
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = tmp_path / "b.exrb"
+    _filled().save(path)
+    data = path.read_bytes()
+    for cut in (1, 33, len(data) // 2, len(data) - 10):
+        path.write_bytes(data[:-cut])
+        with pytest.raises(BufferFileError):
+            InfoBuffer.load(path)
+
+
+def test_altered_file_is_refused(tmp_path):
+    path = tmp_path / "b.exrb"
+    _filled().save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BufferFileError, match="checksum"):
+        InfoBuffer.load(path)
+
+
+def test_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"hello world" * 10)
+    with pytest.raises(BufferFileError, match="not an exactrev buffer"):
+        InfoBuffer.load(path)
+
+
+def test_push_pop_bits_do_not_depend_on_thread_count():
+    rng = np.random.default_rng(5)
+    lanes = 3000
+    bases = rng.integers(1, MAX_BASE + 1, size=(20, lanes))
+    symbols = rng.integers(0, bases)
+    results = []
+    for k in THREAD_COUNTS:
+        with num_threads(k):
+            buf = InfoBuffer(lanes)
+            for b, x in zip(bases, symbols):
+                buf.push(x, b)
+            results.append(buf.to_bytes())
+    assert all(r == results[0] for r in results)
+
+
+def test_reserve_and_growth_keep_content():
+    buf = _filled(4, 10)
+    copy = buf.copy()
+    buf.reserve(buf.capacity_rows + 100)
+    assert buf == copy
+    assert buf.nbytes_allocated > buf.nbytes_used
