@@ -53,6 +53,13 @@ def build_parser():
                       help="momentum in (0, 1], made an exact fraction (default 0.9)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    bench = sub.add_parser("bench", help="measure the buffer and training against baselines",
+                           description="Run the benchmarks quickly in this process and print tables "
+                                       "of ratios against baselines measured in the same run.")
+    bench.add_argument("--weights", type=_positive_int, default=10_000,
+                       help="weights N for the buffer-cost table (default 10000)")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     return parser
 
 
@@ -69,6 +76,14 @@ def main(argv=None):
         except (HyperparameterError, ValueError) as exc:
             parser.error(str(exc))
         return 0 if ok else 1
+    if args.command == "bench":
+        from .bench_buffer import buffer_report
+
+        if args.quick:
+            buffer_report(n_weights=min(args.weights, 2000), depths=(100, 1000), bits_steps=1000)
+        else:
+            buffer_report(n_weights=args.weights)
+        return 0
     return 0
 
 

@@ -12,7 +12,7 @@ Kernels trust their inputs: the caller has checked the bases (1 <= M <= 2**16), 
 import numba as nb
 import numpy as np
 
-from .rans import push_symbol, pop_symbol_head, refill, uniform_params
+from .rans import push_symbol, pop_symbol_head, refill, uniform_code
 
 
 @nb.njit(inline="always", cache=True)
@@ -28,8 +28,7 @@ def stack_top(words, counts, i):
 def push_kernel(heads, counts, words, symbols, bases):
     """Push symbols[i] uniform over bases[i] onto lane i, for every lane. Bit-identical for any thread count."""
     for i in nb.prange(heads.shape[0]):
-        q, r = uniform_params(bases[i])
-        s, emitted, word = push_symbol(heads[i], symbols[i], q, r)
+        s, emitted, word = push_symbol(heads[i], symbols[i], uniform_code(bases[i]))
         if emitted:
             words[counts[i], i] = np.uint16(word)
             counts[i] += 1
@@ -44,8 +43,7 @@ def pop_kernel(heads, counts, words, bases, floor, out, commit, errs):
     nothing but ``errs`` is written (a dry run that checks before the caller writes).
     """
     for i in nb.prange(heads.shape[0]):
-        q, r = uniform_params(bases[i])
-        x, s, needs = pop_symbol_head(heads[i], q, r)
+        x, s, needs = pop_symbol_head(heads[i], uniform_code(bases[i]))
         if needs and counts[i] <= floor:
             errs[i] = 1
             continue

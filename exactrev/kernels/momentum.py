@@ -20,7 +20,7 @@ import numpy as np
 
 from .buffer_ops import stack_top
 from .fixed import MAX_MAGNITUDE, fixed_in_range
-from .rans import push_symbol, pop_symbol_head, refill, uniform_params
+from .rans import code_at, code_table, floor_divmod, push_symbol, pop_symbol_head, refill, uniform_code
 
 ERR_OK = 0
 ERR_GRAD_NOT_FINITE = 1
@@ -36,18 +36,21 @@ ERR_MESSAGES = {
 
 
 @nb.njit(inline="always", cache=True)
-def rational_multiply_lane(x, s, count, top, num, qn, rn, den, qd, rd):
+def rational_multiply_lane(x, s, count, top, code_num, code_den):
     """x -> x * num/den exactly: push x % den (base den), pop y (base num), x <- (x // den) * num + y.
+
+    ``code_num`` and ``code_den`` are :func:`uniform_code` of num and den.
 
     Returns (x, s, dcount, word, err): dcount is +1 (write ``word`` at the stack top), -1 (the top word
     was consumed) or 0. err is ERR_BUFFER_UNDERFLOW when a word was needed from an empty stack, or
     ERR_VELOCITY_RANGE when the product would leave the fixed-point range.
     """
-    quo = x // den
+    num = code_num[0]
+    quo, rem = floor_divmod(x, code_den[0], code_den[3])
     if abs(quo) > (MAX_MAGNITUDE - num) // num:
         return x, s, np.int64(0), np.int64(0), ERR_VELOCITY_RANGE
-    s, emitted, word = push_symbol(s, x - quo * den, qd, rd)
-    y, s, needs = pop_symbol_head(s, qn, rn)
+    s, emitted, word = push_symbol(s, rem, code_den)
+    y, s, needs = pop_symbol_head(s, code_num)
     dcount = emitted
     if needs:
         if emitted:
@@ -81,13 +84,8 @@ def rounded_product(coef, x):
 def momentum_forward_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr,
                             grad, scale, commit, errs):
     """One forward step for every weight (see module docstring). grad is float64[N] at the current w."""
-    qn = np.empty(nums.shape[0], np.int64)
-    rn = np.empty(nums.shape[0], np.int64)
-    qd = np.empty(nums.shape[0], np.int64)
-    rd = np.empty(nums.shape[0], np.int64)
-    for k in range(nums.shape[0]):
-        qn[k], rn[k] = uniform_params(nums[k])
-        qd[k], rd[k] = uniform_params(dens[k])
+    ni, nf = code_table(nums)
+    di, df = code_table(dens)
     for i in nb.prange(w.shape[0]):
         k = group[i]
         if not np.isfinite(grad[i]):
@@ -95,7 +93,7 @@ def momentum_forward_kernel(w, v, heads, counts, words, group, nums, dens, one_m
             continue
         x, s, dcount, word, err = rational_multiply_lane(
             v[i], heads[i], counts[i], stack_top(words, counts, i),
-            nums[k], qn[k], rn[k], dens[k], qd[k], rd[k])
+            code_at(ni, nf, k), code_at(di, df, k))
         if err != ERR_OK:
             errs[i] = err
             continue
@@ -134,13 +132,8 @@ def weights_back_kernel(w, v, group, lr, commit, errs):
 def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale,
                          commit, errs):
     """Second half of a reverse step, given grad at the restored w: v <- (v + rint((1-g) grad)) * d/n."""
-    qn = np.empty(nums.shape[0], np.int64)
-    rn = np.empty(nums.shape[0], np.int64)
-    qd = np.empty(nums.shape[0], np.int64)
-    rd = np.empty(nums.shape[0], np.int64)
-    for k in range(nums.shape[0]):
-        qn[k], rn[k] = uniform_params(nums[k])
-        qd[k], rd[k] = uniform_params(dens[k])
+    ni, nf = code_table(nums)
+    di, df = code_table(dens)
     for i in nb.prange(v.shape[0]):
         k = group[i]
         if not np.isfinite(grad[i]):
@@ -152,11 +145,33 @@ def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g
             continue
         x, s, dcount, word, err = rational_multiply_lane(
             v[i] + np.int64(gterm), heads[i], counts[i], stack_top(words, counts, i),
-            dens[k], qd[k], rd[k], nums[k], qn[k], rn[k])
+            code_at(di, df, k), code_at(ni, nf, k))
         if err != ERR_OK:
             errs[i] = err
             continue
         if commit:
             v[i] = x
+            heads[i] = s
+            commit_stack(words, counts, i, dcount, word)
+
+
+@nb.njit(parallel=True, cache=True)
+def rational_multiply_kernel(x, heads, counts, words, num, den, skip, errs):
+    """x <- x * num/den exactly on every lane with skip[i] == 0 (one ratio for all lanes).
+
+    One pass: a lane that fails sets errs[i] and writes nothing; the others are committed. Undo them
+    with the same kernel, num and den swapped, ``skip = errs`` (each lane step is a bijection).
+    """
+    code_num = uniform_code(num)
+    code_den = uniform_code(den)
+    for i in nb.prange(x.shape[0]):
+        if skip[i]:
+            continue
+        y, s, dcount, word, err = rational_multiply_lane(
+            x[i], heads[i], counts[i], stack_top(words, counts, i), code_num, code_den)
+        if err != ERR_OK:
+            errs[i] = err
+        else:
+            x[i] = y
             heads[i] = s
             commit_stack(words, counts, i, dcount, word)

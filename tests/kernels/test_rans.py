@@ -4,8 +4,8 @@ import numba as nb
 import numpy as np
 from hypothesis import given, strategies as st
 
-from exactrev.kernels.rans import (MAX_BASE, STATE_LOWER, pop_symbol_head, push_symbol, refill,
-                                   uniform_params)
+from exactrev.kernels.rans import (MAX_BASE, STATE_LOWER, floor_divmod, pop_symbol_head, push_symbol,
+                                   refill, uniform_code)
 
 
 @nb.njit(cache=True)
@@ -14,8 +14,7 @@ def _user_push_all(symbols, bases, stack):
     s = np.int64(STATE_LOWER)
     n = 0
     for j in range(symbols.shape[0]):
-        q, r = uniform_params(bases[j])
-        s, emitted, word = push_symbol(s, symbols[j], q, r)
+        s, emitted, word = push_symbol(s, symbols[j], uniform_code(bases[j]))
         if emitted:
             stack[n] = word
             n += 1
@@ -25,8 +24,7 @@ def _user_push_all(symbols, bases, stack):
 @nb.njit(cache=True)
 def _user_pop_all(s, n, bases, stack, out):
     for j in range(bases.shape[0] - 1, -1, -1):
-        q, r = uniform_params(bases[j])
-        x, s, needs = pop_symbol_head(s, q, r)
+        x, s, needs = pop_symbol_head(s, uniform_code(bases[j]))
         if needs:
             n -= 1
             s = refill(s, stack[n])
@@ -55,14 +53,21 @@ def test_pushed_symbols_pop_back_in_reverse_order(seq):
 
 
 @given(st.integers(1, MAX_BASE))
-def test_uniform_params_cover_the_total_exactly(base):
-    q, r = uniform_params(np.int64(base))
+def test_uniform_code_covers_the_total_exactly(base):
+    _, q, r, _, _, _ = uniform_code(np.int64(base))
     assert (base - r) * q + r * (q + 1) == 2 ** 31
     assert q >= 2 ** 15  # the bound behind "at most one word per push or pop"
 
 
 def test_base_one_is_the_identity():
-    q, r = uniform_params(np.int64(1))
+    code = uniform_code(np.int64(1))
     s = np.int64(STATE_LOWER + 12345)
-    assert push_symbol(s, np.int64(0), q, r) == (s, 0, 0)
-    assert pop_symbol_head(s, q, r) == (0, s, 0)
+    assert push_symbol(s, np.int64(0), code) == (s, 0, 0)
+    assert pop_symbol_head(s, code) == (0, s, 0)
+
+
+@given(st.one_of(st.tuples(st.integers(-(2 ** 62), 2 ** 62), st.integers(1, 2 ** 31)),
+                 st.tuples(st.integers(0, 2 ** 63 - 1), st.integers(2 ** 15, 2 ** 31))))
+def test_floor_divmod_is_exact(ab):
+    a, b = ab
+    assert floor_divmod(np.int64(a), np.int64(b), 1.0 / b) == divmod(a, b)

@@ -1,0 +1,48 @@
+"""Exact multiplication of fixed-point arrays by a rational, the lost remainder kept in an InfoBuffer.
+
+    multiply:  x <- (x // d) * n + pop_n(push_d(x % d))     (x * n/d up to < 1 unit; log2(d/n) bits pushed)
+    divide:    the inverse, x <- x * d/n                     (pops those bits back)
+
+These are the building block of every reversible optimiser step; they are exposed for users who build
+their own reversible updates.
+"""
+
+from fractions import Fraction
+
+import numpy as np
+
+from ..kernels.momentum import ERR_BUFFER_UNDERFLOW, ERR_MESSAGES, rational_multiply_kernel
+from .buffer import BufferUnderflowError, InfoBuffer
+from .fixedpoint import FixedPointRangeError
+from .rational import as_momentum
+
+
+def _apply(x, frac: Fraction, buffer: InfoBuffer, inverse: bool):
+    if not isinstance(x, np.ndarray) or x.dtype != np.int64 or x.ndim != 1 or not x.flags.c_contiguous:
+        raise TypeError("x must be a contiguous 1-D int64 array (fixed-point integers)")
+    if x.shape[0] != buffer.n_lanes:
+        raise ValueError(f"x has {x.shape[0]} values, the buffer {buffer.n_lanes} lanes")
+    frac = as_momentum(frac, name="ratio")
+    num, den = np.int64(frac.numerator), np.int64(frac.denominator)
+    if inverse:
+        num, den = den, num
+    buffer.ensure_free(1)
+    errs = np.zeros(x.shape[0], np.int8)
+    rational_multiply_kernel(x, buffer.heads, buffer.counts, buffer.words, num, den, errs.copy(), errs)
+    if errs.any():
+        # undo the lanes that went through, so nothing is left written
+        rational_multiply_kernel(x, buffer.heads, buffer.counts, buffer.words, den, num, errs,
+                                 np.zeros_like(errs))
+        i = int(np.argmax(errs != 0))
+        exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
+        raise exc(f"x[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")
+
+
+def multiply(x, frac, buffer: InfoBuffer) -> None:
+    """In place: x <- x * frac exactly (0 < frac <= 1), remainders pushed on ``buffer``."""
+    _apply(x, frac, buffer, inverse=False)
+
+
+def divide(x, frac, buffer: InfoBuffer) -> None:
+    """In place: the exact inverse of :func:`multiply` (pops the remainders back)."""
+    _apply(x, frac, buffer, inverse=True)

@@ -1,0 +1,34 @@
+"""The command line and the report functions: results, not timings."""
+
+import pytest
+
+from exactrev.faces.bench_buffer import bits_per_weight_step, buffer_report
+from exactrev.faces.cli import main
+
+
+def test_demo_restores_every_bit(capsys):
+    assert main(["demo", "--steps", "15", "--hidden", "8", "--batch", "50", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "restored bit for bit: True" in out
+    assert "bits per weight per step" in out
+
+
+@pytest.mark.parametrize("argv", [["demo", "--steps", "0"], ["demo", "--hidden", "a,b"],
+                                  ["demo", "--momentum", "1.5"], ["demo", "--lr", "nan"], ["nope"]])
+def test_bad_arguments_get_a_clear_message(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_buffer_report_prints_ratios(capsys):
+    figures = buffer_report(n_weights=200, depths=(10, 100), momenta=(0.9,), bits_steps=200)
+    out = capsys.readouterr().out
+    assert "speed-up" in out and "log2(d/n)" in out
+    assert len(figures["cost"]) == 2
+
+
+def test_bits_per_weight_step_is_near_the_bound():
+    measured, bound = bits_per_weight_step(0.5, 500, n_weights=100)
+    assert measured == pytest.approx(bound, rel=0.01)
