@@ -90,13 +90,8 @@ def _offsets(sizes):
 
 
 @nb.njit(cache=True)
-def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
-             rdx_out):
-    """Loss at params on (X, y); optionally its gradient, H @ vec, dL/dX and R{dL/dX}.
-
-    params, l2, vec, grad_out, hvp_out: float64[P]; X: float64[B, n_0]; y: int64[B];
-    dx_out, rdx_out: float64[B, n_0]. Returns the loss (float).
-    """
+def _forward(params, sizes, act, X, vec, want_r):
+    """Activations a_l, pre-activations z_l (z_L = logits) and, with want_r, their R-images along vec."""
     L = sizes.shape[0] - 1
     B = X.shape[0]
     w_off, b_off = _offsets(sizes)
@@ -107,15 +102,13 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     for l in range(L):
         n, m = sizes[l], sizes[l + 1]
         W = _weights_view(params, w_off[l], n, m)
-        bias = params[b_off[l]:b_off[l] + m]
         z = np.empty((B, m))
         matmul_rows(acts[l], W, z, False)
-        z += bias
+        z += params[b_off[l]:b_off[l] + m]
         pre.append(z)
         if want_r:
-            V = _weights_view(vec, w_off[l], n, m)
             rz = np.empty((B, m))
-            matmul_rows(acts[l], V, rz, False)
+            matmul_rows(acts[l], _weights_view(vec, w_off[l], n, m), rz, False)
             matmul_rows(racts[l], W, rz, True)
             rz += vec[b_off[l]:b_off[l] + m]
             rpre.append(rz)
@@ -125,6 +118,27 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
             acts.append(a)
             if want_r:
                 racts.append(_dphi(a, z, act) * rpre[l + 1])
+    return acts, pre, racts, rpre
+
+
+@nb.njit(cache=True)
+def mlp_predict(params, sizes, act, X):
+    """Logits float64[B, n_L] of the MLP at params for inputs X."""
+    return _forward(params, sizes, act, X, params, False)[1][-1]
+
+
+@nb.njit(cache=True)
+def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
+             rdx_out):
+    """Loss at params on (X, y); optionally its gradient, H @ vec, dL/dX and R{dL/dX}.
+
+    params, l2, vec, grad_out, hvp_out: float64[P]; X: float64[B, n_0]; y: int64[B];
+    dx_out, rdx_out: float64[B, n_0]. Returns the loss (float).
+    """
+    L = sizes.shape[0] - 1
+    B = X.shape[0]
+    w_off, b_off = _offsets(sizes)
+    acts, pre, racts, rpre = _forward(params, sizes, act, X, vec, want_r)
     # softmax cross-entropy on the logits pre[L]
     logits = pre[L]
     K = sizes[L]

@@ -3,8 +3,9 @@
 from tqdm.auto import tqdm
 
 
-def progress_range(n, enabled=False, desc=None):
-    """range(n), wrapped in a tqdm bar when ``enabled``."""
+def progress_range(n, enabled=False, desc=None, reverse=False):
+    """range(n) (or n-1 down to 0 with ``reverse``), wrapped in a tqdm bar when ``enabled``."""
+    steps = range(n - 1, -1, -1) if reverse else range(n)
     if enabled:
-        return tqdm(range(n), desc=desc, leave=False)
-    return range(n)
+        return tqdm(steps, desc=desc, leave=False)
+    return steps

@@ -1,0 +1,90 @@
+"""Training and validation losses for the hypergradient sweep.
+
+A *training loss* is any object with
+
+    grad(w, t) -> float64[P]                         dL_t/dw at w, for step t (deterministic)
+    grad_and_vjp(w, t, u) -> (grad, H u, mixed)      the same gradient, the Hessian-vector product
+                                                     H u = d/dw (u . dL_t/dw), and a dict
+                                                     {name: d/dtheta (u . dL_t/dw)} for each
+                                                     meta-parameter theta the loss itself owns
+    meta_names() -> tuple of names it reports in ``mixed``, and meta_shapes() -> {name: shape}
+
+The sweep in ``hypergrad.py`` only adds up ``mixed``; a new meta-parameter that enters the training loss
+(weight sharing across tasks, data augmentation strength, ...) plugs in by returning its own term.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model.mlp import MLP
+from .data import Split, batch_indices
+
+
+@dataclass
+class MLPTrainingLoss:
+    """Mean cross-entropy of ``net`` on the step's mini-batch plus 0.5 * sum(exp(log_l2) * w**2).
+
+    Mini-batches are ``batch_indices(len(train), batch_size, seed, meta_iter, t)``. Meta-parameters it
+    owns: ``log_l2`` (float64[P], one penalty per weight) and ``train_X`` (the training inputs).
+    """
+
+    net: MLP
+    train: Split
+    batch_size: int
+    seed: int = 0
+    meta_iter: int = 0
+    log_l2: np.ndarray = field(default=None)
+
+    def __post_init__(self):
+        if self.log_l2 is None:
+            self.log_l2 = np.full(self.net.n_params, -np.inf)
+        self.log_l2 = np.ascontiguousarray(np.broadcast_to(self.log_l2, (self.net.n_params,)), np.float64)
+        self._l2 = np.exp(self.log_l2)
+
+    def batch(self, t):
+        idx = batch_indices(len(self.train), self.batch_size, self.seed, self.meta_iter, t)
+        return idx, self.train.X[idx], self.train.y[idx]
+
+    def grad(self, w, t):
+        _, X, y = self.batch(t)
+        return self.net.loss_grad(w, X, y, self._l2)[1]
+
+    def grad_and_vjp(self, w, t, u):
+        idx, X, y = self.batch(t)
+        _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._l2)
+        x_term = np.zeros_like(self.train.X)
+        x_term[idx] = rdx  # indices within a batch are distinct
+        return grad, hvp, {"log_l2": u * self._l2 * w, "train_X": x_term}
+
+    def meta_names(self):
+        return ("log_l2", "train_X")
+
+    def meta_shapes(self):
+        return {"log_l2": (self.net.n_params,), "train_X": self.train.X.shape}
+
+
+@dataclass
+class MLPValidationLoss:
+    """Mean cross-entropy of ``net`` on a whole split (no penalty): the meta-objective f(w_T)."""
+
+    net: MLP
+    split: Split
+
+    def value(self, w):
+        return self.net.loss(w, self.split.X, self.split.y)
+
+    def value_and_grad(self, w):
+        return self.net.loss_grad(w, self.split.X, self.split.y)
+
+    def error_rate(self, w):
+        return classification_error(self.net, w, self.split)
+
+
+def classification_error(net, w, split):
+    """Fraction of misclassified examples (argmax of the logits), from the model's own forward pass."""
+    from ..model.mlp_kernels import mlp_predict
+
+    logits = mlp_predict(np.ascontiguousarray(w, np.float64), np.array(net.sizes, np.int64),
+                         0 if net.activation == "tanh" else 1, np.ascontiguousarray(split.X, np.float64))
+    return float(np.mean(np.argmax(logits, axis=1) != split.y))

@@ -1,0 +1,94 @@
+"""MLP: gradient, HVP and the input terms against finite differences; determinism; errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from exactrev.model.mlp import MLP
+
+from ..conftest import THREAD_COUNTS
+from ..helpers import num_threads
+
+
+def _problem(sizes, act, seed, batch=9):
+    rng = np.random.default_rng(seed)
+    net = MLP(sizes, act)
+    p = rng.normal(size=net.n_params) * 0.5
+    X = rng.normal(size=(batch, sizes[0]))
+    y = rng.integers(0, sizes[-1], batch)
+    l2 = rng.uniform(0, 0.1, net.n_params)
+    return net, p, X, y, l2, rng
+
+
+def _rel(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@given(st.lists(st.integers(1, 6), min_size=2, max_size=4), st.sampled_from(["tanh", "relu"]),
+       st.integers(0, 2 ** 31))
+def test_gradient_and_hvp_match_finite_differences(hidden, act, seed):
+    sizes = (3, *hidden[:-1], max(2, hidden[-1]))
+    net, p, X, y, l2, rng = _problem(sizes, act, seed)
+    vec = rng.normal(size=net.n_params)
+    _, g, hv, _ = net.grad_hvp(p, X, y, vec, l2)
+    eps = 1e-6
+    fd = np.array([(net.loss(p + eps * e, X, y, l2) - net.loss(p - eps * e, X, y, l2)) / (2 * eps)
+                   for e in np.eye(net.n_params)])
+    assert _rel(g, fd) < 1e-6
+    fd_h = (net.loss_grad(p + eps * vec, X, y, l2)[1] - net.loss_grad(p - eps * vec, X, y, l2)[1]) / (2 * eps)
+    assert _rel(hv, fd_h) < 1e-5
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_input_terms_match_finite_differences(act):
+    net, p, X, y, l2, rng = _problem((4, 5, 3), act, 7)
+    vec = rng.normal(size=net.n_params)
+    rdx = net.grad_hvp(p, X, y, vec, l2)[3]
+    dx = net.input_grad(p, X, y, l2)
+    eps = 1e-6
+    fd_rdx, fd_dx = np.zeros_like(X), np.zeros_like(X)
+    for idx in np.ndindex(X.shape):
+        E = np.zeros_like(X)
+        E[idx] = eps
+        fd_rdx[idx] = (vec @ net.loss_grad(p, X + E, y, l2)[1] - vec @ net.loss_grad(p, X - E, y, l2)[1]) / (2 * eps)
+        fd_dx[idx] = (net.loss(p, X + E, y, l2) - net.loss(p, X - E, y, l2)) / (2 * eps)
+    assert _rel(rdx, fd_rdx) < 1e-5
+    assert _rel(dx, fd_dx) < 1e-5
+
+
+def test_results_do_not_depend_on_thread_count():
+    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "tanh", 3, batch=200)
+    vec = rng.normal(size=net.n_params)
+    outs = []
+    for k in THREAD_COUNTS:
+        with num_threads(k):
+            outs.append(net.grad_hvp(p, X, y, vec, l2))
+    for other in outs[1:]:
+        assert other[0] == outs[0][0]
+        for a, b in zip(other[1:], outs[0][1:]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_layout_and_types():
+    net = MLP((64, 50, 50, 50, 10))
+    assert net.n_params == 8860
+    assert net.n_types == 8
+    assert net.type_names()[:3] == ["W1", "b1", "W2"]
+    types = net.weight_types()
+    assert types.shape == (8860,) and np.bincount(types).tolist() == [3200, 50, 2500, 50, 2500, 50, 500, 10]
+
+
+@pytest.mark.parametrize("kwargs", [dict(sizes=(3,)), dict(sizes=(3, 0, 2)), dict(sizes=(3, 2), activation="sigmoid")])
+def test_bad_networks_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        MLP(**kwargs)
+
+
+def test_bad_inputs_are_refused():
+    net, p, X, y, l2, _ = _problem((3, 4, 2), "tanh", 0)
+    with pytest.raises(ValueError, match="params"):
+        net.loss(p[:-1], X, y)
+    with pytest.raises(ValueError, match="X has shape"):
+        net.loss(p, X[:, :2], y)
+    with pytest.raises(ValueError, match="labels"):
+        net.loss(p, X, y + 5)
