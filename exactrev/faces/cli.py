@@ -54,6 +54,33 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    hyp = sub.add_parser(
+        "hyperopt", help="learn learning-rate and momentum schedules by exact hypergradients",
+        description="Gradient-based hyperparameter optimisation through reversible learning: learn "
+                    "learning-rate and momentum schedules per step and weight type (and init scales) "
+                    "for an MLP, compare with the best constant schedule of a grid search on held-out "
+                    "data, and write hyperparameters.json, schedules.png and meta_curve.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hyp.add_argument("--data", default="digits",
+                     help="'digits' (bundled with scikit-learn) or a path to MNIST (IDX folder or .npz)")
+    hyp.add_argument("--n-train", type=_positive_int, default=1000, help="training examples")
+    hyp.add_argument("--n-valid", type=_positive_int, default=400, help="validation examples")
+    hyp.add_argument("--hidden", type=_widths, default=(50, 50, 50), help="hidden widths, comma-separated")
+    hyp.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
+    hyp.add_argument("--batch", type=_positive_int, default=200, help="mini-batch size")
+    hyp.add_argument("--steps", type=_positive_int, default=100, help="training steps T")
+    hyp.add_argument("--meta-iters", type=_positive_int, default=50, help="meta-iterations of Adam")
+    hyp.add_argument("--meta-lr", type=_positive_float, default=0.05, help="Adam step on the meta-parameters")
+    hyp.add_argument("--init-lr", type=_positive_float, default=0.3, help="initial learning rate")
+    hyp.add_argument("--init-momentum", type=_positive_float, default=0.9, help="initial momentum, in (0, 1)")
+    hyp.add_argument("--init-scale", type=_positive_float, default=0.1, help="initial init scale per type")
+    hyp.add_argument("--learn-l2", action="store_true", help="also learn a log L2 penalty per layer")
+    hyp.add_argument("--method", choices=["reversal", "store"], default="reversal",
+                     help="how the reverse sweep gets w_t, v_t")
+    hyp.add_argument("--seed", type=int, default=0, help="random seed (data split, init noise, batches)")
+    hyp.add_argument("--out", default="exactrev-out", help="output folder")
+    hyp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     bench = sub.add_parser("bench", help="measure the buffer and training against baselines",
                            description="Run the benchmarks quickly in this process and print tables "
                                        "of ratios against baselines measured in the same run.")
@@ -76,6 +103,8 @@ def main(argv=None):
         except (HyperparameterError, ValueError) as exc:
             parser.error(str(exc))
         return 0 if ok else 1
+    if args.command == "hyperopt":
+        return _hyperopt(parser, args)
     if args.command == "bench":
         from .bench_buffer import buffer_report
 
@@ -84,6 +113,44 @@ def main(argv=None):
         else:
             buffer_report(n_weights=args.weights)
         return 0
+    return 0
+
+
+def _hyperopt(parser, args):
+    from ..hyper.data import load_digits, load_mnist
+    from ..hyper.hyperopt import HyperoptConfig, run_hyperopt
+    from .report_files import write_outputs
+
+    cfg = HyperoptConfig(hidden=args.hidden, activation=args.activation, batch=args.batch,
+                         steps=args.steps, meta_iters=args.meta_iters, meta_lr=args.meta_lr,
+                         init_lr=args.init_lr, init_momentum=args.init_momentum,
+                         init_scale=args.init_scale, learn_l2=args.learn_l2, method=args.method,
+                         snapshots=getattr(args, "snapshots", 0), seed=args.seed)
+    try:
+        cfg.check()
+        if args.data == "digits":
+            data = load_digits(args.n_train, args.n_valid, args.seed)
+        else:
+            data = load_mnist(args.data, args.n_train, args.n_valid, args.seed)
+        if args.batch > len(data.train):
+            raise ValueError(f"--batch {args.batch} is larger than the {len(data.train)} training examples")
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
+          f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
+          f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "
+          f"{args.meta_iters} meta-iterations of Adam, method={args.method}")
+    result = run_hyperopt(data, cfg, progress=not args.no_progress)
+    first, last = result.curve[0]["valid_loss"], result.curve[-1]["valid_loss"]
+    learned, best = result.learned, result.baseline["best"]
+    print(f"meta-curve: validation loss {first:.4f} -> {last:.4f}; every reversal restored w_0 bit for "
+          f"bit: {all(c['restored'] for c in result.curve)}")
+    print(f"held-out test: learned {learned['test_loss']:.4f} loss / {100 * learned['test_error']:.2f}% "
+          f"error vs best constant {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
+          f"({'learned wins' if learned['test_loss'] < best['test_loss'] else 'constant wins'})")
+    for path in write_outputs(result, args.out):
+        print(f"wrote {path}")
+    print(f"total {result.seconds:.1f} s")
     return 0
 
 
