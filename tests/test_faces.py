@@ -32,3 +32,13 @@ def test_buffer_report_prints_ratios(capsys):
 def test_bits_per_weight_step_is_near_the_bound():
     measured, bound = bits_per_weight_step(0.5, 500, n_weights=100)
     assert measured == pytest.approx(bound, rel=0.01)
+
+
+def test_bench_command_quick_training_suite(capsys):
+    from exactrev.faces.bench_training import training_report
+
+    figures = training_report(steps=5, memory_steps=10)
+    out = capsys.readouterr().out
+    assert "ratio" in out and "store / reversal" in out
+    peak_rev, peak_store = figures["memory"]["reversal"][0], figures["memory"]["store"][0]
+    assert peak_store > peak_rev > 0

@@ -87,6 +87,8 @@ def build_parser():
     bench.add_argument("--weights", type=_positive_int, default=10_000,
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
+    bench.add_argument("--suite", choices=["buffer", "training", "all"], default="all",
+                       help="which tables to print (default all)")
     return parser
 
 
@@ -107,11 +109,16 @@ def main(argv=None):
         return _hyperopt(parser, args)
     if args.command == "bench":
         from .bench_buffer import buffer_report
+        from .bench_training import training_report
 
-        if args.quick:
-            buffer_report(n_weights=min(args.weights, 2000), depths=(100, 1000), bits_steps=1000)
-        else:
-            buffer_report(n_weights=args.weights)
+        if args.suite in ("buffer", "all"):
+            if args.quick:
+                buffer_report(n_weights=min(args.weights, 2000), depths=(100, 1000), bits_steps=1000)
+            else:
+                buffer_report(n_weights=args.weights)
+            print()
+        if args.suite in ("training", "all"):
+            training_report(steps=20 if args.quick else 100, memory_steps=100 if args.quick else 1000)
         return 0
     return 0
 

@@ -30,6 +30,7 @@ from ..exact.fixedpoint import FixedFormat
 from ..optim.progress import progress_range
 from ..optim.schedule import MomentumSchedule
 from ..optim.sgd import ReversibleSGD
+from .losses import subtract_term
 from .trajectory import TRAJECTORIES, group_sums
 
 
@@ -132,7 +133,7 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
         d_g[t] = group_sums(dv * (v_t + grad), types, G)
         dw -= hvp
         for name, term in mixed.items():
-            d_theta[name] -= term
+            subtract_term(d_theta[name], term)
         dv *= g[t][types]
     traj.finish()
     restored = bool(np.array_equal(opt.w, w0_fixed)) if method == "reversal" else True

@@ -9,16 +9,35 @@ A *training loss* is any object with
                                                      meta-parameter theta the loss itself owns
     meta_names() -> tuple of names it reports in ``mixed``, and meta_shapes() -> {name: shape}
 
+A mixed term is an array shaped like its meta-parameter, or ``RowTerm(rows, values)`` when only some
+rows are non-zero (the mini-batch's rows of the training inputs), so no step allocates a full-size array.
+
 The sweep in ``hypergrad.py`` only adds up ``mixed``; a new meta-parameter that enters the training loss
 (weight sharing across tasks, data augmentation strength, ...) plugs in by returning its own term.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from ..model.mlp import MLP
 from .data import Split, batch_indices
+
+
+class RowTerm(NamedTuple):
+    """A mixed term that is zero outside ``rows``: values[j] belongs at row rows[j] (rows distinct)."""
+
+    rows: np.ndarray
+    values: np.ndarray
+
+
+def subtract_term(total, term):
+    """total -= term, for a full array or a RowTerm."""
+    if isinstance(term, RowTerm):
+        total[term.rows] -= term.values
+    else:
+        total -= term
 
 
 @dataclass
@@ -53,9 +72,7 @@ class MLPTrainingLoss:
     def grad_and_vjp(self, w, t, u):
         idx, X, y = self.batch(t)
         _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._l2)
-        x_term = np.zeros_like(self.train.X)
-        x_term[idx] = rdx  # indices within a batch are distinct
-        return grad, hvp, {"log_l2": u * self._l2 * w, "train_X": x_term}
+        return grad, hvp, {"log_l2": u * self._l2 * w, "train_X": RowTerm(idx, rdx)}
 
     def meta_names(self):
         return ("log_l2", "train_X")

@@ -6,6 +6,7 @@ momenta ``g[t, k] = nums[t, k] / dens[t, k]`` (exact fractions in (0, 1], d <= 2
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
@@ -28,12 +29,12 @@ class MomentumSchedule:
     def groups(self) -> int:
         return self.lr.shape[1]
 
-    @property
+    @cached_property
     def one_minus_g(self) -> np.ndarray:
         """(d - n) / d as float64, the weight of the gradient in the velocity update."""
         return (self.dens - self.nums) / self.dens
 
-    @property
+    @cached_property
     def momenta(self) -> np.ndarray:
         """n / d as float64 (the value the hypergradients are taken with respect to)."""
         return self.nums / self.dens

@@ -1,0 +1,125 @@
+"""Training benchmarks on the paper-sized MLP: what exactness costs, measured in one run.
+
+- forward: reversible fixed-point momentum SGD against plain float64 momentum SGD with the same MLP
+  kernels and the same mini-batches (no fixed point, no buffer);
+- reverse: the hypergradient's reverse sweep (gradient + Hessian-vector product per step) against the
+  forward run;
+- memory: peak memory allocated during a whole hypergradient (tracemalloc sees NumPy's allocations)
+  for exact reversal and for the store-everything reference, beside the theoretical figures.
+"""
+
+import time
+import tracemalloc
+
+import numpy as np
+
+from ..hyper.data import load_digits
+from ..hyper.hypergrad import MetaParams, hypergradient, initial_weights
+from ..hyper.losses import MLPTrainingLoss, MLPValidationLoss
+from ..model.mlp import MLP
+from ..optim.sgd import ReversibleSGD
+
+
+class PaperProblem:
+    """3 x 50 tanh MLP on the bundled digits, batch 200, constant lr 0.3 and momentum 0.9."""
+
+    def __init__(self, steps=100, hidden=(50, 50, 50), batch=200, seed=0):
+        self.data = load_digits(seed=seed)
+        self.net = MLP((self.data.n_features, *hidden, self.data.n_classes), "tanh")
+        self.types = self.net.weight_types()
+        self.noise = self.net.init_noise(np.random.default_rng(seed))
+        self.meta = MetaParams.constant(steps, self.net.n_types)
+        self.train = MLPTrainingLoss(self.net, self.data.train, batch, seed, 0)
+        self.valid = MLPValidationLoss(self.net, self.data.valid)
+        self.steps = steps
+
+    def w0(self):
+        return initial_weights(self.meta, self.noise, self.types)
+
+    def forward_reversible(self):
+        opt = ReversibleSGD(self.w0(), self.meta.schedule(), group=self.types)
+        opt.forward(self.train.grad)
+        return opt.weights
+
+    def forward_float(self):
+        """Plain float64 momentum SGD, same gradient kernel and batches: v <- g v - (1-g) grad, w += a v."""
+        sched = self.meta.schedule()
+        w = self.w0()
+        v = np.zeros_like(w)
+        for t in range(self.steps):
+            g = sched.momenta[t][self.types]
+            v *= g
+            v -= (1.0 - g) * self.train.grad(w, t)
+            w += sched.lr[t][self.types] * v
+        return w
+
+    def hypergradient(self, method="reversal", **kwargs):
+        return hypergradient(self.meta, self.train, self.valid, self.noise, self.types, method=method,
+                             trajectory_kwargs=kwargs or None)
+
+
+def _best_of(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def forward_times(steps=100, repeat=3):
+    """(reversible seconds, float64 seconds) for one forward run of ``steps`` steps."""
+    prob = PaperProblem(steps)
+    prob.forward_reversible()  # compile
+    prob.forward_float()
+    return _best_of(prob.forward_reversible, repeat), _best_of(prob.forward_float, repeat)
+
+
+def reverse_over_forward(steps=100, repeat=2):
+    """(hypergradient seconds, forward seconds): the sweep includes its own forward run."""
+    prob = PaperProblem(steps)
+    prob.hypergradient()
+    total = _best_of(prob.hypergradient, repeat)
+    fwd = _best_of(prob.forward_reversible, repeat)
+    return total, fwd
+
+
+def peak_memory(method, steps=1000, hidden=(50, 50, 50), **kwargs):
+    """Peak bytes allocated during one hypergradient (tracemalloc), and the result."""
+    PaperProblem(2, hidden).hypergradient(method, **kwargs)  # load compiled kernels outside the trace
+    prob = PaperProblem(steps, hidden)
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    res = prob.hypergradient(method, **kwargs)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak, res, seconds, prob
+
+
+def training_report(steps=100, memory_steps=1000, out=print):
+    """Print the training benchmark table; return the figures."""
+    rev, flt = forward_times(steps)
+    out(f"Forward training, paper MLP (64-50-50-50-10 tanh, batch 200), T = {steps}")
+    out(f"  reversible fixed point + buffer: {rev:.3f} s   plain float64 momentum SGD: {flt:.3f} s   "
+        f"ratio {rev / flt:.3f}x (target <= 1.2x)")
+    total, fwd = reverse_over_forward(steps)
+    out(f"  hypergradient (forward + reverse sweep): {total:.3f} s; reverse sweep alone "
+        f"{total - fwd:.3f} s = {(total - fwd) / fwd:.2f}x the forward run")
+    out("")
+    out(f"Peak memory of a hypergradient at T = {memory_steps} (tracemalloc)")
+    rows = {}
+    for method in ("reversal", "store"):
+        peak, res, seconds, prob = peak_memory(method, memory_steps)
+        rows[method] = (peak, res.extra_bytes, seconds)
+    n = prob.net.n_params
+    theory_rev = n * memory_steps * np.log2(10 / 9) / 8
+    theory_store = n * (memory_steps + 1) * 16
+    out(f"{'method':>9} | {'peak bytes':>12} | {'kept bytes':>12} | {'theory':>12} | {'seconds':>8}")
+    for method, theory in (("reversal", theory_rev), ("store", theory_store)):
+        peak, kept, seconds = rows[method]
+        out(f"{method:>9} | {peak:>12,} | {kept:>12,} | {int(theory):>12,} | {seconds:>8.2f}")
+    out(f"store / reversal peak memory: {rows['store'][0] / rows['reversal'][0]:.1f}x")
+    return {"forward": (rev, flt), "reverse": (total, fwd), "memory": rows}
