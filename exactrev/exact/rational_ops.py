@@ -1,7 +1,8 @@
 """Exact multiplication of fixed-point arrays by a rational, the lost remainder kept in an InfoBuffer.
 
-    multiply:  x <- (x // d) * n + pop_n(push_d(x % d))     (x * n/d up to < 1 unit; log2(d/n) bits pushed)
-    divide:    the inverse, x <- x * d/n                     (pops those bits back)
+    multiply:  x <- hi n + (lo n + pop_n) // d, push (lo n + pop_n) % d, where x = hi d + lo
+               (x * n/d within one unit; log2(d/n) bits pushed)
+    divide:    the exact inverse, x <- x * d/n               (pops those bits back)
 
 These are the building block of every reversible optimiser step; they are exposed for users who build
 their own reversible updates.
@@ -24,15 +25,13 @@ def _apply(x, frac: Fraction, buffer: InfoBuffer, inverse: bool):
         raise ValueError(f"x has {x.shape[0]} values, the buffer {buffer.n_lanes} lanes")
     frac = as_momentum(frac, name="ratio")
     num, den = np.int64(frac.numerator), np.int64(frac.denominator)
-    if inverse:
-        num, den = den, num
     buffer.ensure_free(1)
     errs = np.zeros(x.shape[0], np.int8)
-    rational_multiply_kernel(x, buffer.heads, buffer.counts, buffer.words, num, den, errs.copy(), errs)
+    arrays = (x, buffer.heads, buffer.counts, buffer.words, num, den)
+    rational_multiply_kernel(*arrays, inverse, errs.copy(), errs)
     if errs.any():
         # undo the lanes that went through, so nothing is left written
-        rational_multiply_kernel(x, buffer.heads, buffer.counts, buffer.words, den, num, errs,
-                                 np.zeros_like(errs))
+        rational_multiply_kernel(*arrays, not inverse, errs, np.zeros_like(errs))
         i = int(np.argmax(errs != 0))
         exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
         raise exc(f"x[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")

@@ -29,14 +29,24 @@ def test_divide_undoes_multiply(n, a, b, steps, seed):
     assert buf == fresh
 
 
-def test_multiply_agrees_with_the_big_integer_baseline_on_the_values():
+@given(st.integers(1, 2 ** 16), st.integers(1, 2 ** 16), st.integers(0, 2 ** 32))
+def test_multiply_is_within_one_unit_of_the_exact_product(a, b, seed):
+    frac = Fraction(min(a, b), max(a, b))
+    x = np.random.default_rng(seed).integers(-(2 ** 53) + 1, 2 ** 53, 64)
+    y = x.copy()
+    multiply(y, frac, InfoBuffer(64))
+    for before, after in zip(x.tolist(), y.tolist()):
+        assert abs(after - before * frac) < 1
+
+
+def test_the_big_integer_baseline_round_trips():
     rng = np.random.default_rng(0)
     x = rng.integers(-(2 ** 50), 2 ** 50, 100)
-    ours, theirs = x.copy(), x.copy()
-    buf, big = InfoBuffer(100), BigIntBuffer(100)
-    multiply(ours, Fraction(9, 10), buf)
-    big.multiply(theirs, 9, 10)
-    np.testing.assert_array_equal(ours // 9, theirs // 9)  # same quotient, different coded remainder
+    big = BigIntBuffer(100)
+    y = x.copy()
+    big.multiply(y, 9, 10)
+    assert np.all(np.abs(y - x * 0.9) < 9 + 1e-3 * np.abs(x) * 1e-9)
+    assert big.size_bits() > 0
 
 
 def test_divide_out_of_range_raises_and_changes_nothing():
