@@ -29,8 +29,8 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.progress import progress_range
 from ..optim.schedule import MomentumSchedule
-from ..optim.sgd import ReversibleSGD
 from .losses import subtract_term
+from . import checkpointing  # noqa: F401  (registers the 'checkpoint' back-end)
 from .trajectory import TRAJECTORIES, group_sums
 
 
@@ -96,21 +96,19 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
 
     train_loss: a training loss object (see losses.py); valid_loss: has value_and_grad(w).
     noise: float64[P] standard-normal draws for w_0; types: int64[P] weight type of every parameter.
-    method: 'reversal' (exact reversal, O(P) + buffer memory) or 'store' (keep the trajectory), or any
-    name in TRAJECTORIES (the checkpoint back-end registers itself there).
+    method: 'reversal' (exact reversal, O(P) + buffer memory), 'store' (keep the trajectory) or
+    'checkpoint' (Revolve snapshots; trajectory_kwargs={'snapshots': c}); see trajectory.py.
     """
     types = np.ascontiguousarray(types, np.int64)
     G = meta.log_lr.shape[1]
     schedule = meta.schedule()
-    w0 = initial_weights(meta, noise, types)
-    opt = ReversibleSGD(w0, schedule, group=types, fmt=fmt)
-    w0_fixed = opt.w.copy()
     try:
-        traj = TRAJECTORIES[method](opt, **(trajectory_kwargs or {}))
+        make = TRAJECTORIES[method]
     except KeyError:
         raise ValueError(f"method must be one of {sorted(TRAJECTORIES)}, got {method!r}") from None
+    traj = make(initial_weights(meta, noise, types), schedule, types, fmt, **(trajectory_kwargs or {}))
     traj.run_forward(train_loss.grad, progress=progress)
-    w_final = opt.weights
+    w_final = traj.final_weights()
     loss, dw = valid_loss.value_and_grad(w_final)
 
     lr = schedule.lr
@@ -135,9 +133,8 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
         for name, term in mixed.items():
             subtract_term(d_theta[name], term)
         dv *= g[t][types]
-    traj.finish()
-    restored = bool(np.array_equal(opt.w, w0_fixed)) if method == "reversal" else True
-    w0_float = fmt.to_float(w0_fixed)
+    restored = traj.finish()
+    w0_float = traj.initial_weights()
     grads = {
         "log_lr": d_lr * lr,
         "logit_momentum": d_g * g * (1.0 - g),
@@ -146,6 +143,7 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
         "lr": d_lr,
         **d_theta,
     }
+    stats = {**traj.stats, "forward_steps": traj.forward_steps}
     return HypergradResult(float(loss), grads, w_final, restored, traj.grad_evals + hvp_evals,
-                           hvp_evals, traj.extra_bytes(), getattr(traj, "stats", {}))
+                           hvp_evals, traj.extra_bytes(), stats)
 

@@ -198,3 +198,39 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
             x[i] = y
             heads[i] = s
             commit_stack(words, counts, i, dcount, wrote, word)
+
+
+@nb.njit(inline="always", cache=True)
+def nearest_multiply(x, n, d, inv_d):
+    """rint(x * n/d) with ties to even, exactly, without overflow: x = hi d + lo, hi n + rint(lo n / d)."""
+    hi, lo = floor_divmod(x, d, inv_d)
+    q, r = floor_divmod(lo * n, d, inv_d)
+    if 2 * r > d or (2 * r == d and q % 2 == 1):
+        q += 1
+    return hi * n + q
+
+
+@nb.njit(parallel=True, cache=True)
+def plain_momentum_kernel(w, v, group, nums, dens, one_minus_g, lr, grad, scale, commit, errs):
+    """A forward step without a buffer (not reversible): v <- rint(v n/d) - rint((1-g) grad scale),
+    w <- w + rint(a v). The baseline arithmetic of the store and checkpoint back-ends."""
+    for i in nb.prange(w.shape[0]):
+        k = group[i]
+        if not np.isfinite(grad[i]):
+            errs[i] = ERR_GRAD_NOT_FINITE
+            continue
+        gterm = rounded_product(one_minus_g[k] * scale, grad[i])
+        if not fixed_in_range(gterm):
+            errs[i] = ERR_VELOCITY_RANGE
+            continue
+        x = nearest_multiply(v[i], nums[k], dens[k], 1.0 / dens[k]) - np.int64(gterm)
+        if abs(x) > MAX_MAGNITUDE:
+            errs[i] = ERR_VELOCITY_RANGE
+            continue
+        dw = rounded_product(lr[k], x)
+        if not fixed_in_range(dw) or abs(w[i] + np.int64(dw)) > MAX_MAGNITUDE:
+            errs[i] = ERR_WEIGHT_RANGE
+            continue
+        if commit:
+            w[i] += np.int64(dw)
+            v[i] = x

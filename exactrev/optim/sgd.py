@@ -14,7 +14,8 @@ import numpy as np
 from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
-                                momentum_forward_kernel, velocity_back_kernel, weights_back_kernel)
+                                momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
+                                weights_back_kernel)
 from ..kernels.rans import WORD_BITS
 from .schedule import MomentumSchedule
 from .progress import progress_range
@@ -24,8 +25,8 @@ class StepError(RuntimeError):
     """A step cannot be taken (names the step, the weight index and the reason); nothing was written."""
 
 
-class ReversibleSGD:
-    """Momentum SGD whose whole trajectory can be run backwards exactly.
+class FixedPointMomentum:
+    """State and checks shared by the fixed-point momentum optimisers: w, v (int64), groups, step t.
 
     Parameters
     ----------
@@ -34,11 +35,9 @@ class ReversibleSGD:
     v0 : float64[N], optional  initial velocity (default zeros)
     group : int[N], optional   parameter group of every weight, in [0, G) (default all 0)
     fmt : FixedFormat          fixed-point format of w and v
-    buffer : InfoBuffer, optional  buffer to push into (default a fresh one)
     """
 
-    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat(),
-                 buffer=None):
+    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat()):
         self.fmt = fmt
         self.schedule = schedule
         self.w = fmt.to_fixed(np.ravel(w0), name="w0")
@@ -54,11 +53,7 @@ class ReversibleSGD:
             raise ValueError(f"group must have shape ({n},), got {self.group.shape}")
         if n and (self.group.min() < 0 or self.group.max() >= schedule.groups):
             raise ValueError(f"group ids must lie in [0, {schedule.groups})")
-        self.buffer = buffer if buffer is not None else InfoBuffer(n)
-        if self.buffer.n_lanes != n:
-            raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
         self.t = 0
-        self._start = self.buffer.snapshot()
 
     # -- views ------------------------------------------------------------------------------------
     @property
@@ -96,13 +91,65 @@ class ReversibleSGD:
             raise StepError(f"step {t}: gradient has shape {grad.shape}, expected ({self.n_weights},)")
         return grad
 
-    # -- one step ---------------------------------------------------------------------------------
-    def step(self, grad) -> None:
-        """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+    def _next_step(self, grad):
         t = self.t
         if t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {t} has none")
-        grad = self._check_grad(grad, t)
+        return t, self._check_grad(grad, t)
+
+
+class PlainFixedSGD(FixedPointMomentum):
+    """Fixed-point momentum SGD without a buffer (v <- rint(v n/d) ...): deterministic, not reversible.
+
+    The arithmetic of the store-everything and checkpointing back-ends, which keep (w, v) snapshots
+    instead of an information buffer. Snapshots are (t, w, v) copies: 16 bytes per weight.
+    """
+
+    def step(self, grad) -> None:
+        """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+        t, grad = self._next_step(grad)
+        s = self.schedule
+        args = (self.w, self.v, self.group, s.nums[t], s.dens[t], s.one_minus_g[t], s.lr[t], grad,
+                self.fmt.scale)
+        errs = np.zeros(self.n_weights, np.int8)
+        plain_momentum_kernel(*args, False, errs)
+        self._raise_if(errs, t, grad, "forward")
+        plain_momentum_kernel(*args, True, errs)
+        self.t = t + 1
+
+    def snapshot(self):
+        return self.t, self.w.copy(), self.v.copy()
+
+    def restore(self, snap) -> None:
+        self.t = snap[0]
+        self.w[:] = snap[1]
+        self.v[:] = snap[2]
+
+    @staticmethod
+    def snapshot_bytes(snap) -> int:
+        return int(snap[1].nbytes + snap[2].nbytes)
+
+
+class ReversibleSGD(FixedPointMomentum):
+    """Momentum SGD whose whole trajectory can be run backwards exactly.
+
+    Takes the parameters of :class:`FixedPointMomentum`, plus ``buffer`` (an InfoBuffer to push into;
+    default a fresh one).
+    """
+
+    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat(),
+                 buffer=None):
+        super().__init__(w0, schedule, v0, group, fmt)
+        n = self.n_weights
+        self.buffer = buffer if buffer is not None else InfoBuffer(n)
+        if self.buffer.n_lanes != n:
+            raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
+        self._start = self.buffer.snapshot()
+
+    # -- one step ---------------------------------------------------------------------------------
+    def step(self, grad) -> None:
+        """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+        t, grad = self._next_step(grad)
         self.buffer.ensure_free(1)
         args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
                 *self._row(t)[:3], self.schedule.lr[t], grad, self.fmt.scale)

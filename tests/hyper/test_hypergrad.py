@@ -6,6 +6,7 @@ import pytest
 from exactrev.hyper.data import Split
 from exactrev.hyper.hypergrad import MetaParams, hypergradient, logit
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
+from exactrev.exact.fixedpoint import FixedFormat
 from exactrev.model.mlp import MLP
 
 from ..conftest import THREAD_COUNTS
@@ -27,19 +28,27 @@ def _problem(act="tanh", seed=1):
     return net, train, valid, meta, log_l2, net.init_noise(rng)
 
 
-def _run(net, train, valid, meta, log_l2, noise, method="reversal"):
+def _run(net, train, valid, meta, log_l2, noise, method="reversal", fmt=FixedFormat(), **kwargs):
     tl = MLPTrainingLoss(net, train, 10, seed=5, log_l2=log_l2)
-    return hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(), method=method)
+    return hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(), method=method,
+                         fmt=fmt, trajectory_kwargs=kwargs or None)
+
+
+def _max_rel(a, b):
+    return max(np.abs(a.grads[n] - b.grads[n]).max() / np.abs(b.grads[n]).max() for n in b.grads)
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu"])
-def test_reversal_equals_the_store_everything_reference_bit_for_bit(act):
+@pytest.mark.parametrize("frac_bits, rtol", [(42, 1e-10), (48, 1e-12)])
+def test_reversal_agrees_with_the_store_everything_reference(act, frac_bits, rtol):
+    """The reference keeps every (w_t, v_t) and rounds v n/d to nearest; reversal rounds it within one
+    unit through the buffer, so the two agree to the fixed-point resolution (2**-frac_bits)."""
     args = _problem(act)
-    rev, ref = _run(*args, method="reversal"), _run(*args, method="store")
-    assert rev.loss == ref.loss
+    fmt = FixedFormat(frac_bits)
+    rev, ref = _run(*args, method="reversal", fmt=fmt), _run(*args, method="store", fmt=fmt)
     assert rev.restored
-    for name in ref.grads:
-        np.testing.assert_array_equal(rev.grads[name], ref.grads[name], err_msg=name)
+    assert abs(rev.loss - ref.loss) <= rtol * ref.loss
+    assert _max_rel(rev, ref) < rtol
     assert rev.extra_bytes < ref.extra_bytes
 
 
