@@ -1,13 +1,17 @@
 """Shared test set-up: room for several Numba threads, and hypothesis profiles.
 
 NUMBA_NUM_THREADS is raised before numba loads so tests can compare results at 1, 2, 3 and 4 threads
-on any machine. Profiles: ``ci`` (chosen when CI is set) and ``dev``; pick one with
+on any machine, and numba.cuda runs on its CPU simulator (set EXACTREV_REAL_GPU=1 on a GPU machine to
+run the same tests on the device). Profiles: ``ci`` (chosen when CI is set) and ``dev``; pick one with
 ``--hypothesis-profile``.
 """
 
 import os
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "4")
+# CUDA kernels run on Numba's simulator unless a real GPU is asked for (EXACTREV_REAL_GPU=1).
+if os.environ.get("EXACTREV_REAL_GPU") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -42,3 +42,29 @@ def test_bench_command_quick_training_suite(capsys):
     assert "ratio" in out and "store / reversal" in out
     peak_rev, peak_store = figures["memory"]["reversal"][0], figures["memory"]["store"][0]
     assert peak_store > peak_rev > 0
+
+
+def test_compare_report_rows_and_plot(tmp_path, capsys):
+    from exactrev.faces.bench_compare import compare_report
+
+    blocks = compare_report(((12, (4,)),), time_limit=60, plot_path=str(tmp_path / "c.png"))
+    rows = blocks[0]["rows"]
+    assert [r["method"] for r in rows][:2] == ["reversal", "store"]
+    for r in rows:
+        if r["method"] == "checkpoint" and r["ran"]:
+            assert r["fwd"] == r["sched"]          # exactly the schedule's forward steps
+            assert r["kept"] <= r["theory"]
+    store = rows[1]
+    assert store["kept"] == store["theory"]
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert "time/rev" in out and "agree to" in out
+
+
+def test_compare_marks_runs_over_the_time_limit_as_estimates():
+    from exactrev.faces.bench_compare import compare
+
+    block = compare(30, (4,), time_limit=1e-9)
+    cps = [r for r in block["rows"] if r["method"] == "checkpoint"]
+    assert cps and not any(r["ran"] for r in cps)
+    assert all(r["kept"] is None and r["seconds"] > 0 for r in cps)

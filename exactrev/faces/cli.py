@@ -75,8 +75,11 @@ def build_parser():
     hyp.add_argument("--init-momentum", type=_positive_float, default=0.9, help="initial momentum, in (0, 1)")
     hyp.add_argument("--init-scale", type=_positive_float, default=0.1, help="initial init scale per type")
     hyp.add_argument("--learn-l2", action="store_true", help="also learn a log L2 penalty per layer")
-    hyp.add_argument("--method", choices=["reversal", "store"], default="reversal",
-                     help="how the reverse sweep gets w_t, v_t")
+    hyp.add_argument("--method", choices=["reversal", "checkpoint", "store"], default="reversal",
+                     help="how the reverse sweep gets w_t, v_t: exact reversal, Revolve checkpointing, "
+                          "or storing the whole trajectory")
+    hyp.add_argument("--snapshots", type=_positive_int, default=None,
+                     help="snapshots c for --method checkpoint (default ceil(sqrt(steps)))")
     hyp.add_argument("--seed", type=int, default=0, help="random seed (data split, init noise, batches)")
     hyp.add_argument("--out", default="exactrev-out", help="output folder")
     hyp.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -89,6 +92,12 @@ def build_parser():
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     bench.add_argument("--suite", choices=["buffer", "training", "all"], default="all",
                        help="which tables to print (default all)")
+    bench.add_argument("--compare", action="store_true",
+                       help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
+                            "(about 5 minutes) and write compare.png")
+    bench.add_argument("--out", default=".", help="folder for compare.png (default: here)")
+    bench.add_argument("--time-limit", type=_positive_float, default=300.0,
+                       help="longest single run in --compare, in seconds; longer ones are estimated")
     return parser
 
 
@@ -111,6 +120,16 @@ def main(argv=None):
         from .bench_buffer import buffer_report
         from .bench_training import training_report
 
+        if args.compare:
+            import os
+
+            from .bench_compare import PAPER_HIDDEN, SMALL_HIDDEN, compare_report
+
+            os.makedirs(args.out, exist_ok=True)
+            sizes = (((20, PAPER_HIDDEN), (200, SMALL_HIDDEN)) if args.quick else
+                     ((100, PAPER_HIDDEN), (1000, PAPER_HIDDEN), (10000, SMALL_HIDDEN)))
+            compare_report(sizes, args.time_limit, os.path.join(args.out, "compare.png"))
+            return 0
         if args.suite in ("buffer", "all"):
             if args.quick:
                 buffer_report(n_weights=min(args.weights, 2000), depths=(100, 1000), bits_steps=1000)
@@ -132,7 +151,7 @@ def _hyperopt(parser, args):
                          steps=args.steps, meta_iters=args.meta_iters, meta_lr=args.meta_lr,
                          init_lr=args.init_lr, init_momentum=args.init_momentum,
                          init_scale=args.init_scale, learn_l2=args.learn_l2, method=args.method,
-                         snapshots=getattr(args, "snapshots", 0), seed=args.seed)
+                         snapshots=args.snapshots, seed=args.seed)
     try:
         cfg.check()
         if args.data == "digits":

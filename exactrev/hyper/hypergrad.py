@@ -91,14 +91,25 @@ def initial_weights(meta: MetaParams, noise, types):
 
 
 def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method="reversal",
-                  fmt=FixedFormat(), progress=False, trajectory_kwargs=None) -> HypergradResult:
+                  fmt=FixedFormat(), progress=False, trajectory_kwargs=None,
+                  device="cpu") -> HypergradResult:
     """Train for meta.steps steps, then return df/dmeta by an exact reverse sweep.
 
     train_loss: a training loss object (see losses.py); valid_loss: has value_and_grad(w).
     noise: float64[P] standard-normal draws for w_0; types: int64[P] weight type of every parameter.
     method: 'reversal' (exact reversal, O(P) + buffer memory), 'store' (keep the trajectory) or
     'checkpoint' (Revolve snapshots; trajectory_kwargs={'snapshots': c}); see trajectory.py.
+    device: 'cpu', or 'cuda' for the whole run and sweep on the GPU (method 'reversal' only; an
+    ``MLPTrainingLoss``; see hypergrad_cuda.py). Set NUMBA_ENABLE_CUDASIM=1 to simulate it on a CPU.
     """
+    if device == "cuda":
+        if method != "reversal":
+            raise ValueError("device='cuda' supports method='reversal' only")
+        from .hypergrad_cuda import hypergradient_cuda
+
+        return hypergradient_cuda(meta, train_loss, valid_loss, noise, types, fmt)
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     types = np.ascontiguousarray(types, np.int64)
     G = meta.log_lr.shape[1]
     schedule = meta.schedule()

@@ -37,7 +37,7 @@ class HyperoptConfig:
     learn_l2: bool = False
     init_l2: float = 1e-4
     method: str = "reversal"
-    snapshots: int = 0
+    snapshots: int = None
     seed: int = 0
 
     def check(self):

@@ -12,7 +12,10 @@ Kernels trust their inputs: the caller has checked the bases (1 <= M <= 2**16), 
 import numba as nb
 import numpy as np
 
-from .rans import push_symbol, pop_symbol_head, refill, uniform_code
+from .rans import CPU
+
+push_symbol, pop_symbol_head, refill, uniform_code = (CPU.push_symbol, CPU.pop_symbol_head, CPU.refill,
+                                                      CPU.uniform_code)
 
 
 @nb.njit(inline="always", cache=True)
@@ -22,6 +25,16 @@ def stack_top(words, counts, i):
     if c > 0:
         return np.int64(words[c - 1, i])
     return np.int64(0)
+
+
+@nb.njit(inline="always", cache=True)
+def commit_stack(words, counts, i, dcount, wrote, word):
+    """Apply a lane's stack change: the top word was consumed if dcount - wrote == -1, then ``word``
+    is written on top when ``wrote``."""
+    c = counts[i] + dcount
+    if wrote:
+        words[c - 1, i] = np.uint16(word)
+    counts[i] = c
 
 
 @nb.njit(parallel=True, cache=True)

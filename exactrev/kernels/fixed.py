@@ -8,24 +8,21 @@ A fixed-point value ``k`` (int64) stands for ``k * 2**-frac_bits``. Its magnitud
 import numba as nb
 import numpy as np
 
-MAX_MAGNITUDE = (1 << 53) - 1
-MAX_MAGNITUDE_F = float(MAX_MAGNITUDE)  # exactly representable
+from .lanes import MAX_MAGNITUDE, MAX_MAGNITUDE_F  # noqa: F401
+from .rans import CPU
 
-
-@nb.njit(inline="always", cache=True)
-def fixed_in_range(y):
-    """True when the float y (already rounded) is finite and fits the fixed-point range."""
-    return abs(y) <= MAX_MAGNITUDE_F  # False for NaN and inf
+fixed_in_range = CPU.fixed_in_range
+rounded_product = CPU.rounded_product
 
 
 @nb.njit(parallel=True, cache=True)
 def to_fixed_kernel(x, scale, out, errs):
-    """out[i] = rint(x[i] * scale) with round-half-even; errs[i] = 1 where x[i] is NaN/inf or out of range.
+    """out[i] = round(x[i] * scale), ties to even; errs[i] = 1 where x[i] is NaN/inf or out of range.
 
     Only ``errs`` is written where a lane is bad; the caller checks ``errs`` before using ``out``.
     """
     for i in nb.prange(x.shape[0]):
-        y = np.rint(x[i] * scale)
+        y = rounded_product(scale, x[i])
         if fixed_in_range(y):
             out[i] = np.int64(y)
         else:

@@ -1,0 +1,175 @@
+"""Reversible momentum SGD with every array on the GPU (numba.cuda): the device twin of ReversibleSGD.
+
+State (w, v, buffer heads/counts/words) and the whole schedule (code tables, learning rates, (1-g) scale)
+are uploaded once; a step is two kernel launches (dry run, commit) with no host transfer. Errors are
+collected on the device in a sticky flag (see ``kernels/cuda.py``) and raised by :meth:`check`, which
+``forward``/``reverse`` call at the end of a run. After a failure the state is that of the failing
+step, unchanged, and ``t`` is set back to it.
+
+The buffer format is the CPU one: :meth:`buffer_to_host` gives an ``InfoBuffer`` that can be saved,
+loaded and popped on the CPU, bit for bit what the CPU kernels would have produced.
+"""
+
+import numpy as np
+from numba import cuda
+
+from ..exact.buffer import InfoBuffer
+from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
+from ..kernels import cuda as K
+from ..kernels.momentum import ERR_MESSAGES
+from ..kernels.rans import WORD_BITS, code_table
+from .schedule import MomentumSchedule
+from .sgd import BufferMismatchError, StepError
+
+THREADS = 256
+_MESSAGES = {**ERR_MESSAGES, K.ERR_BUFFER_FULL: "device buffer full (reserve more rows)"}
+
+
+def blocks(n, threads=THREADS):
+    return (n + threads - 1) // threads
+
+
+def step_tables(schedule: MomentumSchedule, scale):
+    """Per-step code tables for n and d (int64[T, G, 3], float64[T, G, 3]) and (1-g) * scale."""
+    T, G = schedule.lr.shape
+    ci_n, cf_n = np.empty((T, G, 3), np.int64), np.empty((T, G, 3))
+    ci_d, cf_d = np.empty((T, G, 3), np.int64), np.empty((T, G, 3))
+    for t in range(T):
+        ci_n[t], cf_n[t] = code_table(schedule.nums[t])
+        ci_d[t], cf_d[t] = code_table(schedule.dens[t])
+    return ci_n, cf_n, ci_d, cf_d, schedule.one_minus_g * scale
+
+
+class CudaReversibleSGD:
+    """Momentum SGD on the GPU whose trajectory runs backwards exactly (same integers as the CPU).
+
+    Parameters as :class:`ReversibleSGD`; ``seed_words`` as :class:`InfoBuffer`. The buffer gets room
+    for the whole schedule from its entropy bound when constructed.
+    """
+
+    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat(),
+                 seed_words=4):
+        self.fmt, self.schedule = fmt, schedule
+        w = fmt.to_fixed(np.ravel(w0), name="w0")
+        n = w.shape[0]
+        v = np.zeros(n, np.int64) if v0 is None else fmt.to_fixed(np.ravel(v0), name="v0")
+        if v.shape != (n,):
+            raise ValueError(f"v0 has {v.shape[0]} values, w0 has {n}")
+        group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
+        if group.shape != (n,) or (n and (group.min() < 0 or group.max() >= schedule.groups)):
+            raise ValueError(f"group must hold {n} ids in [0, {schedule.groups})")
+        host_buf = InfoBuffer(n, seed_words)
+        rows = seed_words + int(np.ceil(schedule.bits_per_step().max(axis=1).sum() / WORD_BITS)) + 4
+        host_buf.reserve(rows)
+        self.seed_words = seed_words
+        self.n_weights = n
+        self.w, self.v = cuda.to_device(w), cuda.to_device(v)
+        self.group = cuda.to_device(group)
+        self.heads, self.counts = cuda.to_device(host_buf.heads), cuda.to_device(host_buf.counts)
+        self.words = cuda.to_device(host_buf.words)
+        self._start = (host_buf.heads.copy(), host_buf.counts.copy())
+        tables = step_tables(schedule, fmt.scale)
+        self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale = (cuda.to_device(a) for a in tables)
+        self.lr = cuda.to_device(schedule.lr)
+        self.errs = cuda.to_device(np.zeros(n, np.int8))
+        self.flag = cuda.to_device(np.zeros(2, np.int64))
+        self.t = 0
+        self._wf = cuda.device_array(n, np.float64)
+
+    # -- views ------------------------------------------------------------------------------------
+    def weights_device(self):
+        """Current weights as a float64 device array (exact image of the integers; reused buffer)."""
+        K.to_float_kernel[blocks(self.n_weights), THREADS](self.w, self.fmt.resolution, self._wf)
+        return self._wf
+
+    def velocity_device(self, out=None):
+        out = cuda.device_array(self.n_weights, np.float64) if out is None else out
+        K.to_float_kernel[blocks(self.n_weights), THREADS](self.v, self.fmt.resolution, out)
+        return out
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.fmt.to_float(self.w.copy_to_host())
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.fmt.to_float(self.v.copy_to_host())
+
+    def buffer_to_host(self) -> InfoBuffer:
+        """The buffer as a CPU InfoBuffer (same format: save, load and pop it on the CPU)."""
+        buf = InfoBuffer(self.n_weights, self.seed_words)
+        buf.heads, buf.counts = self.heads.copy_to_host(), self.counts.copy_to_host()
+        buf.words = self.words.copy_to_host()
+        return buf
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _launch(self, kernel, *args):
+        grid = blocks(self.n_weights)
+        kernel[grid, THREADS](*args, False, self.errs, self.flag)
+        kernel[grid, THREADS](*args, True, self.errs, self.flag)
+
+    def step(self, grad_device) -> None:
+        """Forward step t with the gradient at the current weights (float64 device array)."""
+        if self.t >= self.schedule.steps:
+            raise StepError(f"the schedule has {self.schedule.steps} steps; step {self.t} has none")
+        self._launch(K.momentum_forward_kernel, self.w, self.v, self.heads, self.counts, self.words,
+                     self.group, self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale, self.lr,
+                     grad_device, self.t)
+        self.t += 1
+
+    def unstep_weights(self) -> None:
+        if self.t <= 0:
+            raise StepError("nothing to reverse: the optimiser is at step 0")
+        self._launch(K.weights_back_kernel, self.w, self.v, self.group, self.lr, self.t - 1)
+
+    def unstep_velocity(self, grad_device) -> None:
+        self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.group,
+                     self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale, grad_device, self.t - 1)
+        K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
+                                                               self.t - 1, self.flag)
+        self.t -= 1
+
+    def check(self) -> None:
+        """Raise if any step since construction failed on the device (one small device->host copy).
+
+        The state is then that of the failing step, and ``t`` is set to match it.
+        """
+        stage, t = (int(x) for x in self.flag.copy_to_host())
+        if stage == 0:
+            return
+        errs = self.errs.copy_to_host()
+        i = int(np.argmax(errs != 0))
+        reversing = stage in (K.STAGE_WEIGHTS_BACK, K.STAGE_VELOCITY_BACK)
+        self.t = t + 1 if reversing else t
+        code = int(errs[i])
+        exc = StepError if code in (1, 4, K.ERR_BUFFER_FULL) else FixedPointRangeError
+        raise exc(f"{'reverse' if reversing else 'forward'} step {t}, weight {i}: {_MESSAGES[code]} "
+                  f"(on the GPU); nothing was written from that step on")
+
+    # -- whole runs -------------------------------------------------------------------------------
+    def forward(self, grad_fn, steps=None) -> None:
+        """grad_fn(w_device, t) -> float64 device array; runs to the end of the schedule by default."""
+        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        for _ in range(steps):
+            self.step(grad_fn(self.weights_device(), self.t))
+        self.check()
+
+    def reverse(self, grad_fn, steps=None) -> None:
+        steps = self.t if steps is None else int(steps)
+        if steps > self.t:
+            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        for _ in range(steps):
+            self.unstep_weights()
+            self.unstep_velocity(grad_fn(self.weights_device(), self.t - 1))
+        self.check()
+        if self.t == 0:
+            self.verify_restored()
+
+    def buffer_restored(self) -> bool:
+        return bool(np.array_equal(self.heads.copy_to_host(), self._start[0])
+                    and np.array_equal(self.counts.copy_to_host(), self._start[1]))
+
+    def verify_restored(self) -> None:
+        if not self.buffer_restored():
+            raise BufferMismatchError("after reversal the GPU information buffer differs from its initial "
+                                      "state; the usual cause is a gradient that is not deterministic")
