@@ -139,18 +139,22 @@ def plot_memory_time(blocks, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4.2), constrained_layout=True,
                              squeeze=False)
     markers = {"reversal": "o", "store": "s", "checkpoint": "^"}
     for ax, block in zip(axes[0], blocks):
-        for r in block["rows"]:
+        for j, r in enumerate(block["rows"]):
             mem = r["kept"] if r["kept"] is not None else r["theory"]
             label = r["method"] + (f" c={r['c'].split()[0]}" if r["c"] else "")
-            ax.scatter(r["seconds"], mem, marker=markers[r["method"]], s=60,
-                       facecolors="none" if not r["ran"] else None, label=label + ("" if r["ran"] else " (est.)"))
+            color = f"C{j}"
+            ax.scatter(r["seconds"], mem, marker=markers[r["method"]], s=60, edgecolors=color,
+                       facecolors=color if r["ran"] else "none",
+                       label=label + ("" if r["ran"] else " (estimated, not run)"))
         ax.set(xscale="log", yscale="log", xlabel="wall time (s)", ylabel="bytes kept",
                title=f"T = {block['steps']}, N = {block['n_params']}")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     fig.suptitle("hypergradient cost: memory against time (lower left is better)")
     fig.savefig(path, dpi=110)

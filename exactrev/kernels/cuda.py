@@ -372,3 +372,21 @@ def group_sums_kernel(values, types, out_row):
         width //= 2
     if tid == 0:
         out_row[k] = part[0]
+
+
+# -- baselines for the GPU benchmark ----------------------------------------------------------------
+@cuda.jit
+def float_momentum_kernel(w, v, g, a, grad):
+    """Plain float64 momentum SGD, one weight per thread: v = g v - (1-g) grad, w += a v."""
+    i = cuda.grid(1)
+    if i < w.shape[0]:
+        vi = g * v[i] - (1.0 - g) * grad[i]
+        v[i] = vi
+        w[i] += a * vi
+
+
+@cuda.jit
+def copy_kernel(src, dst):
+    i = cuda.grid(1)
+    if i < src.shape[0]:
+        dst[i] = src[i]

@@ -161,3 +161,11 @@ def test_kernels_compile_to_ptx_for_a_real_gpu():
                                      or "libNVVM" in proc.stderr or "driver" in proc.stderr.lower()):
         pytest.skip("CUDA toolkit libraries (NVVM) not installed: pip install 'numba-cuda[cu12]'")
     assert "PTX" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_gpu_benchmark_runs_on_the_simulator(capsys):
+    from exactrev.faces.bench_gpu import gpu_report
+
+    figures = gpu_report(n=64, steps=2, mlp_steps=0)
+    assert figures["reversible"] > 0 and figures["float"] > 0 and figures["bandwidth"] > 0
+    assert "reversible / float64 time" in capsys.readouterr().out
