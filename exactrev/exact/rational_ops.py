@@ -12,7 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..kernels.momentum import ERR_BUFFER_UNDERFLOW, ERR_MESSAGES, rational_multiply_kernel
+from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_MESSAGES, group_rational_multiply_kernel,
+                                rational_multiply_kernel)
 from .buffer import BufferUnderflowError, InfoBuffer
 from .fixedpoint import FixedPointRangeError
 from .rational import as_momentum
@@ -35,6 +36,25 @@ def _apply(x, frac: Fraction, buffer: InfoBuffer, inverse: bool):
         i = int(np.argmax(errs != 0))
         exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
         raise exc(f"x[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")
+
+
+def group_apply(x, group, fracs, buffer: InfoBuffer, inverse: bool, name="x") -> None:
+    """In place: x[i] <- x[i] * fracs[group[i]] exactly (or its inverse), remainders in ``buffer``.
+
+    ``fracs`` are Fractions in (0, 1] with denominators <= 2**16. All lanes are checked; on any failure
+    the lanes already done are undone and the error names the first bad index (nothing is left written).
+    """
+    nums = np.array([f.numerator for f in fracs], np.int64)
+    dens = np.array([f.denominator for f in fracs], np.int64)
+    buffer.ensure_free(1)
+    errs = np.zeros(x.shape[0], np.int8)
+    arrays = (x, buffer.heads, buffer.counts, buffer.words, group, nums, dens)
+    group_rational_multiply_kernel(*arrays, inverse, errs.copy(), errs)
+    if errs.any():
+        group_rational_multiply_kernel(*arrays, not inverse, errs, np.zeros_like(errs))
+        i = int(np.argmax(errs != 0))
+        exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
+        raise exc(f"{name}[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")
 
 
 def multiply(x, frac, buffer: InfoBuffer) -> None:

@@ -140,3 +140,31 @@ def plain_momentum_kernel(w, v, group, nums, dens, one_minus_g, lr, grad, scale,
         if commit:
             w[i] += np.int64(dw)
             v[i] = x
+
+
+@nb.njit(parallel=True, cache=True)
+def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, inverse, skip, errs):
+    """x[i] <- x[i] * nums[k]/dens[k] exactly (or the inverse), k = group[i], on lanes with skip[i] == 0.
+
+    One pass with per-lane errors, like :func:`rational_multiply_kernel`; undo with ``inverse``
+    flipped and ``skip = errs``.
+    """
+    ni, nf = code_table(nums)
+    di, df = code_table(dens)
+    for i in nb.prange(x.shape[0]):
+        if skip[i]:
+            continue
+        k = group[i]
+        top = stack_top(words, counts, i)
+        if inverse:
+            y, s, dcount, wrote, word, err = rational_divide_lane(
+                x[i], heads[i], counts[i], top, code_at(ni, nf, k), code_at(di, df, k))
+        else:
+            y, s, dcount, wrote, word, err = rational_multiply_lane(
+                x[i], heads[i], counts[i], top, code_at(ni, nf, k), code_at(di, df, k))
+        if err != ERR_OK:
+            errs[i] = err
+        else:
+            x[i] = y
+            heads[i] = s
+            commit_stack(words, counts, i, dcount, wrote, word)
