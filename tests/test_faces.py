@@ -68,3 +68,12 @@ def test_compare_marks_runs_over_the_time_limit_as_estimates():
     cps = [r for r in block["rows"] if r["method"] == "checkpoint"]
     assert cps and not any(r["ran"] for r in cps)
     assert all(r["kept"] is None and r["seconds"] > 0 for r in cps)
+
+
+def test_optimizers_report_rows(capsys):
+    from exactrev.faces.bench_optimizers import optimizers_report
+
+    rows = optimizers_report(steps=5)
+    assert [r["optimizer"] for r in rows] == ["sgd", "adam", "adamw"]
+    assert all(r["restored"] for r in rows)
+    assert "bits/w/step" in capsys.readouterr().out

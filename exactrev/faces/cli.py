@@ -71,8 +71,14 @@ def build_parser():
     hyp.add_argument("--steps", type=_positive_int, default=100, help="training steps T")
     hyp.add_argument("--meta-iters", type=_positive_int, default=50, help="meta-iterations of Adam")
     hyp.add_argument("--meta-lr", type=_positive_float, default=0.05, help="Adam step on the meta-parameters")
-    hyp.add_argument("--init-lr", type=_positive_float, default=0.3, help="initial learning rate")
-    hyp.add_argument("--init-momentum", type=_positive_float, default=0.9, help="initial momentum, in (0, 1)")
+    hyp.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "nesterov"], default="sgd",
+                     help="the reversible optimiser to learn schedules for (nesterov: see docs/optimizers.md)")
+    hyp.add_argument("--init-lr", type=_positive_float, default=None,
+                     help="initial learning rate (default 0.3 for sgd, 0.01 for adam/adamw)")
+    hyp.add_argument("--init-momentum", type=_positive_float, default=0.9,
+                     help="initial momentum (sgd) or b1 (adam), in (0, 1)")
+    hyp.add_argument("--init-weight-decay", type=_positive_float, default=1e-2,
+                     help="initial weight decay (adamw)")
     hyp.add_argument("--init-scale", type=_positive_float, default=0.1, help="initial init scale per type")
     hyp.add_argument("--learn-l2", action="store_true", help="also learn a log L2 penalty per layer")
     hyp.add_argument("--method", choices=["reversal", "checkpoint", "store"], default="reversal",
@@ -90,7 +96,7 @@ def build_parser():
     bench.add_argument("--weights", type=_positive_int, default=10_000,
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
-    bench.add_argument("--suite", choices=["buffer", "training", "all"], default="all",
+    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "all"], default="all",
                        help="which tables to print (default all)")
     bench.add_argument("--compare", action="store_true",
                        help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
@@ -138,6 +144,11 @@ def main(argv=None):
             print()
         if args.suite in ("training", "all"):
             training_report(steps=20 if args.quick else 100, memory_steps=100 if args.quick else 1000)
+            print()
+        if args.suite in ("optimizers", "all"):
+            from .bench_optimizers import optimizers_report
+
+            optimizers_report(steps=20 if args.quick else 100)
         return 0
     return 0
 
@@ -147,9 +158,14 @@ def _hyperopt(parser, args):
     from ..hyper.hyperopt import HyperoptConfig, run_hyperopt
     from .report_files import write_outputs
 
+    if args.optimizer == "nesterov":
+        parser.error("--optimizer nesterov: exact Nesterov momentum cannot be reversed step by step (the "
+                     "look-ahead gradient needs the velocity it is used to recover); see docs/optimizers.md")
+    init_lr = args.init_lr if args.init_lr is not None else (0.3 if args.optimizer == "sgd" else 0.01)
     cfg = HyperoptConfig(hidden=args.hidden, activation=args.activation, batch=args.batch,
                          steps=args.steps, meta_iters=args.meta_iters, meta_lr=args.meta_lr,
-                         init_lr=args.init_lr, init_momentum=args.init_momentum,
+                         init_lr=init_lr, init_momentum=args.init_momentum,
+                         optimizer=args.optimizer, init_weight_decay=args.init_weight_decay,
                          init_scale=args.init_scale, learn_l2=args.learn_l2, method=args.method,
                          snapshots=args.snapshots, seed=args.seed)
     try:
@@ -165,14 +181,14 @@ def _hyperopt(parser, args):
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
           f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "
-          f"{args.meta_iters} meta-iterations of Adam, method={args.method}")
+          f"{args.meta_iters} meta-iterations of Adam, optimizer={args.optimizer}, method={args.method}")
     result = run_hyperopt(data, cfg, progress=not args.no_progress)
     first, last = result.curve[0]["valid_loss"], result.curve[-1]["valid_loss"]
     learned, best = result.learned, result.baseline["best"]
     print(f"meta-curve: validation loss {first:.4f} -> {last:.4f}; every reversal restored w_0 bit for "
           f"bit: {all(c['restored'] for c in result.curve)}")
     print(f"held-out test: learned {learned['test_loss']:.4f} loss / {100 * learned['test_error']:.2f}% "
-          f"error vs best constant {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
+          f"error vs best constant (lr={best['lr']:.3g}, momentum={best['momentum']}) {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
           f"({'learned wins' if learned['test_loss'] < best['test_loss'] else 'constant wins'})")
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")

@@ -17,8 +17,7 @@ def result_to_json(result) -> dict:
         "learned": {
             "learning_rate": {name: np.exp(meta.log_lr[:, k]).tolist()
                               for k, name in enumerate(result.type_names)},
-            "momentum": {name: sigmoid(meta.logit_momentum[:, k]).tolist()
-                         for k, name in enumerate(result.type_names)},
+            **_optimizer_values(meta, result.type_names),
             "init_scale": dict(zip(result.type_names, np.exp(meta.log_init_scale).tolist())),
             "l2_per_layer": (None if result.log_l2_per_layer is None
                              else np.exp(result.log_l2_per_layer).tolist()),
@@ -28,6 +27,17 @@ def result_to_json(result) -> dict:
         "constant_grid": result.baseline["grid"],
         "seconds": result.seconds,
     }
+
+
+def _optimizer_values(meta, type_names):
+    """Momentum per step and type (SGD), or b1, b2, eps per step and weight decay per type (Adam)."""
+    if hasattr(meta, "logit_momentum"):
+        return {"momentum": {name: sigmoid(meta.logit_momentum[:, k]).tolist()
+                             for k, name in enumerate(type_names)}}
+    return {"b1": sigmoid(meta.logit_b1).tolist(), "b2": sigmoid(meta.logit_b2).tolist(),
+            "eps": np.exp(meta.log_eps).tolist(),
+            "weight_decay": {name: np.exp(meta.log_weight_decay[:, k]).tolist()
+                             for k, name in enumerate(type_names)}}
 
 
 def write_outputs(result, folder) -> list:
@@ -56,13 +66,19 @@ def plot_schedules(result, path):
     meta = result.meta
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(result.type_names) // 2))
+    sgd = hasattr(meta, "logit_momentum")
     for k, name in enumerate(result.type_names):
         style = dict(color=colors[k // 2], linestyle="-" if name.startswith("W") else "--", label=name)
         axes[0].plot(np.exp(meta.log_lr[:, k]), **style)
-        axes[1].plot(sigmoid(meta.logit_momentum[:, k]), **style)
+        if sgd:
+            axes[1].plot(sigmoid(meta.logit_momentum[:, k]), **style)
+    if not sgd:
+        axes[1].plot(sigmoid(meta.logit_b1), label="b1")
+        axes[1].plot(sigmoid(meta.logit_b2), label="b2")
     axes[0].set(title="learned learning-rate schedule", xlabel="training step", ylabel="learning rate",
                 yscale="log")
-    axes[1].set(title="learned momentum schedule", xlabel="training step", ylabel="momentum")
+    axes[1].set(title="learned momentum schedule" if sgd else "learned Adam b1, b2",
+                xlabel="training step", ylabel="momentum" if sgd else "decay rate")
     axes[1].legend(ncol=2, fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,6 +39,8 @@ class HyperoptConfig:
     method: str = "reversal"
     snapshots: int = None
     seed: int = 0
+    optimizer: str = "sgd"
+    init_weight_decay: float = 1e-2
 
     def check(self):
         positive = dict(batch=self.batch, steps=self.steps, meta_iters=self.meta_iters)
@@ -51,6 +53,10 @@ class HyperoptConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if not 0 < self.init_momentum < 1:
             raise ValueError(f"init_momentum must lie in (0, 1), got {self.init_momentum}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer != "sgd" and self.method != "reversal":
+            raise ValueError(f"--method {self.method} is available for sgd only")
 
 
 @dataclass
@@ -77,6 +83,92 @@ class Adam:
             m_hat = m / (1 - self.b1 ** self.t)
             s_hat = s / (1 - self.b2 ** self.t)
             params[name] -= self.lr * m_hat / (np.sqrt(s_hat) + self.eps)
+
+
+class _SGD:
+    """Momentum SGD: learns log lr and logit momentum per step and type, and log init scales."""
+
+    keys = ("log_lr", "logit_momentum", "log_init_scale")
+
+    @staticmethod
+    def initial(cfg, n_types):
+        return MetaParams.constant(cfg.steps, n_types, cfg.init_lr, cfg.init_momentum, cfg.init_scale)
+
+    @staticmethod
+    def params(meta):
+        return {k: getattr(meta, k) for k in _SGD.keys}
+
+    @staticmethod
+    def hypergradient(meta, tl, vl, noise, types, cfg):
+        kwargs = {"snapshots": cfg.snapshots} if cfg.method == "checkpoint" else None
+        return hypergradient(meta, tl, vl, noise, types, method=cfg.method, trajectory_kwargs=kwargs)
+
+    @staticmethod
+    def train(meta, noise, types, grad_fn):
+        opt = ReversibleSGD(initial_weights(meta, noise, types), meta.schedule(), group=types,
+                            fmt=FixedFormat())
+        opt.forward(grad_fn)
+        return opt.weights
+
+    @staticmethod
+    def constant(cfg, n_types, lr, g):
+        return MetaParams.constant(cfg.steps, n_types, lr, g, cfg.init_scale)
+
+    grid_momenta = (0.9, 0.5, 0.95, 0.8, 0.99)
+    grid_lrs = (0.01, 10.0)
+
+
+class _Adam(_SGD):
+    """Adam: learns log lr per step and type, logit b1 and b2 and log eps per step, log init scales."""
+
+    keys = ("log_lr", "logit_b1", "logit_b2", "log_eps", "log_init_scale")
+    weight_decay = False
+
+    @classmethod
+    def initial(cls, cfg, n_types):
+        from .hypergrad_adam import AdamMetaParams
+
+        wd = cfg.init_weight_decay if cls.weight_decay else 0.0
+        return AdamMetaParams.constant(cfg.steps, n_types, cfg.init_lr, cfg.init_momentum, 0.999, 1e-8,
+                                       wd, cfg.init_scale)
+
+    @classmethod
+    def params(cls, meta):
+        return {k: getattr(meta, k) for k in cls.keys}
+
+    @staticmethod
+    def hypergradient(meta, tl, vl, noise, types, cfg):
+        from .hypergrad_adam import adam_hypergradient
+
+        return adam_hypergradient(meta, tl, vl, noise, types)
+
+    @staticmethod
+    def train(meta, noise, types, grad_fn):
+        from ..optim.adam import ReversibleAdam
+
+        opt = ReversibleAdam(np.exp(meta.log_init_scale)[types] * noise, meta.schedule(), group=types)
+        opt.forward(grad_fn)
+        return opt.weights
+
+    @classmethod
+    def constant(cls, cfg, n_types, lr, b1):
+        from .hypergrad_adam import AdamMetaParams
+
+        wd = cfg.init_weight_decay if cls.weight_decay else 0.0
+        return AdamMetaParams.constant(cfg.steps, n_types, lr, b1, 0.999, 1e-8, wd, cfg.init_scale)
+
+    grid_momenta = (0.9, 0.5, 0.95, 0.8, 0.99)
+    grid_lrs = (1e-3, 0.3)
+
+
+class _AdamW(_Adam):
+    """AdamW: Adam plus a learned log weight decay per step and type."""
+
+    keys = _Adam.keys + ("log_weight_decay",)
+    weight_decay = True
+
+
+OPTIMIZERS = {"sgd": _SGD, "adam": _Adam, "adamw": _AdamW}
 
 
 @dataclass
@@ -107,12 +199,10 @@ class _Problem:
         log_l2 = None if log_l2_layer is None else log_l2_layer[self.layer_of_param]
         return MLPTrainingLoss(self.net, self.data.train, self.cfg.batch, self.cfg.seed, meta_iter, log_l2)
 
-    def train_only(self, meta: MetaParams, meta_iter, log_l2_layer=None):
+    def train_only(self, meta, meta_iter, log_l2_layer=None):
         """Train once (no reverse pass) and return the final weights."""
-        opt = ReversibleSGD(initial_weights(meta, self.noise, self.types), meta.schedule(),
-                            group=self.types, fmt=FixedFormat())
-        opt.forward(self.train_loss(meta_iter, log_l2_layer).grad)
-        return opt.weights
+        return OPTIMIZERS[self.cfg.optimizer].train(meta, self.noise, self.types,
+                                                    self.train_loss(meta_iter, log_l2_layer).grad)
 
     def evaluate(self, w):
         d = self.data
@@ -122,15 +212,16 @@ class _Problem:
                 "train_loss": float(self.net.loss(w, d.train.X, d.train.y))}
 
 
-def constant_grid(budget, centre_lr=0.3):
+def constant_grid(budget, centre_lr=0.3, momenta=_SGD.grid_momenta, lr_range=_SGD.grid_lrs):
     """(lr, momentum) pairs for the baseline search, ``budget`` training runs in all.
 
-    Momenta in order of preference 0.9, 0.5, 0.95, 0.8, 0.99 (as many as the budget allows, at most 5);
-    for each, learning rates log-spaced over [0.01, 10] (or ``centre_lr`` alone when only one fits).
+    Momenta (b1 for Adam) in order of preference 0.9, 0.5, 0.95, 0.8, 0.99 (as many as the budget
+    allows, at most 5); for each, learning rates log-spaced over ``lr_range`` ([0.01, 10] for SGD),
+    or ``centre_lr`` alone when only one fits.
     """
-    momenta = (0.9, 0.5, 0.95, 0.8, 0.99)[:max(1, min(5, budget))]
+    momenta = momenta[:max(1, min(5, budget))]
     n_lr = max(1, budget // len(momenta))
-    lrs = [centre_lr] if n_lr == 1 else np.geomspace(0.01, 10.0, n_lr).tolist()
+    lrs = [centre_lr] if n_lr == 1 else np.geomspace(*lr_range, n_lr).tolist()
     return [(float(lr), g) for g in momenta for lr in lrs]
 
 
@@ -143,8 +234,9 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     start = time.perf_counter()
     prob = _Problem(data, cfg)
     net = prob.net
-    meta = MetaParams.constant(cfg.steps, net.n_types, cfg.init_lr, cfg.init_momentum, cfg.init_scale)
-    params = meta.as_dict()
+    family = OPTIMIZERS[cfg.optimizer]
+    meta = family.initial(cfg, net.n_types)
+    params = family.params(meta)
     log_l2_layer = np.full(net.n_layers, np.log(cfg.init_l2)) if cfg.learn_l2 else None
     if log_l2_layer is not None:
         params["log_l2_layer"] = log_l2_layer
@@ -153,10 +245,9 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     bar = tqdm(range(cfg.meta_iters), desc="meta-iterations", disable=not progress)
     for m in bar:
         t0 = time.perf_counter()
-        kwargs = {"snapshots": cfg.snapshots} if cfg.method == "checkpoint" else None
-        res = hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid, prob.noise, prob.types,
-                            method=cfg.method, trajectory_kwargs=kwargs)
-        grads = {name: res.grads[name] for name in ("log_lr", "logit_momentum", "log_init_scale")}
+        res = family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid, prob.noise,
+                                   prob.types, cfg)
+        grads = {name: res.grads[name] for name in family.keys}
         if log_l2_layer is not None:
             grads["log_l2_layer"] = np.bincount(prob.layer_of_param, weights=res.grads["log_l2"],
                                                 minlength=net.n_layers)
@@ -183,10 +274,11 @@ def best_constant(prob: _Problem, cfg: HyperoptConfig, final_iter, progress=Fals
     """Grid-search constant (lr, momentum), pick by validation loss, report its test figures."""
     from tqdm.auto import tqdm
 
+    family = OPTIMIZERS[cfg.optimizer]
     grid = []
-    for lr, g in tqdm(constant_grid(cfg.meta_iters, cfg.init_lr),
+    for lr, g in tqdm(constant_grid(cfg.meta_iters, cfg.init_lr, family.grid_momenta, family.grid_lrs),
                       desc="constant-lr search", disable=not progress):
-        meta = MetaParams.constant(cfg.steps, prob.net.n_types, lr, g, cfg.init_scale)
+        meta = family.constant(cfg, prob.net.n_types, lr, g)
         try:
             w = prob.train_only(meta, 0)
             valid = float(prob.net.loss(w, prob.data.valid.X, prob.data.valid.y))
@@ -194,6 +286,6 @@ def best_constant(prob: _Problem, cfg: HyperoptConfig, final_iter, progress=Fals
             valid = float("inf")  # diverged out of the fixed-point range
         grid.append({"lr": lr, "momentum": g, "valid_loss": valid})
     best = min(grid, key=lambda r: r["valid_loss"])
-    meta = MetaParams.constant(cfg.steps, prob.net.n_types, best["lr"], best["momentum"], cfg.init_scale)
+    meta = family.constant(cfg, prob.net.n_types, best["lr"], best["momentum"])
     figures = prob.evaluate(prob.train_only(meta, final_iter))
     return {"best": {"lr": best["lr"], "momentum": best["momentum"], **figures}, "grid": grid}

@@ -74,3 +74,20 @@ def test_hyperopt_bad_arguments(argv, capsys):
         main(argv)
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_hyperopt_learns_adam_schedules(optimizer, tmp_path, capsys):
+    out = tmp_path / optimizer
+    argv = ["hyperopt", "--optimizer", optimizer, "--hidden", "10", "--steps", "10", "--meta-iters", "2",
+            "--batch", "50", "--n-train", "300", "--n-valid", "200", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    saved = json.loads((out / "hyperparameters.json").read_text())
+    assert len(saved["learned"]["b1"]) == 10
+    assert "restored w_0 bit for bit: True" in capsys.readouterr().out
+
+
+def test_nesterov_is_refused_with_the_reason(capsys):
+    with pytest.raises(SystemExit):
+        main(["hyperopt", "--optimizer", "nesterov"])
+    assert "cannot be reversed" in capsys.readouterr().err
