@@ -26,16 +26,7 @@ def _apply(x, frac: Fraction, buffer: InfoBuffer, inverse: bool):
         raise ValueError(f"x has {x.shape[0]} values, the buffer {buffer.n_lanes} lanes")
     frac = as_momentum(frac, name="ratio")
     num, den = np.int64(frac.numerator), np.int64(frac.denominator)
-    buffer.ensure_free(1)
-    errs = np.zeros(x.shape[0], np.int8)
-    arrays = (x, buffer.heads, buffer.counts, buffer.words, num, den)
-    rational_multiply_kernel(*arrays, inverse, errs.copy(), errs)
-    if errs.any():
-        # undo the lanes that went through, so nothing is left written
-        rational_multiply_kernel(*arrays, not inverse, errs, np.zeros_like(errs))
-        i = int(np.argmax(errs != 0))
-        exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
-        raise exc(f"x[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")
+    _run_with_rollback(rational_multiply_kernel, x, (num, den), inverse, buffer, "x")
 
 
 def group_apply(x, group, fracs, buffer: InfoBuffer, inverse: bool, name="x") -> None:
@@ -46,12 +37,21 @@ def group_apply(x, group, fracs, buffer: InfoBuffer, inverse: bool, name="x") ->
     """
     nums = np.array([f.numerator for f in fracs], np.int64)
     dens = np.array([f.denominator for f in fracs], np.int64)
+    _run_with_rollback(group_rational_multiply_kernel, x, (group, nums, dens), inverse, buffer, name)
+
+
+def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
+    """Run a one-pass lane kernel on (x, buffer arrays, *extra); if any lane failed, run its inverse on
+    the lanes that went through (each lane step is a bijection) and raise naming the first bad lane.
+
+    The buffer grows *before* its arrays are taken: the kernel must write into the current words array.
+    """
     buffer.ensure_free(1)
+    arrays = (x, buffer.heads, buffer.counts, buffer.words, *extra)
     errs = np.zeros(x.shape[0], np.int8)
-    arrays = (x, buffer.heads, buffer.counts, buffer.words, group, nums, dens)
-    group_rational_multiply_kernel(*arrays, inverse, errs.copy(), errs)
+    kernel(*arrays, inverse, errs.copy(), errs)
     if errs.any():
-        group_rational_multiply_kernel(*arrays, not inverse, errs, np.zeros_like(errs))
+        kernel(*arrays, not inverse, errs, np.zeros_like(errs))
         i = int(np.argmax(errs != 0))
         exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
         raise exc(f"{name}[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")

@@ -18,7 +18,8 @@ from ..exact.rational_ops import multiply
 DEFAULT_G = Fraction(9, 10)
 
 
-def _best_time(fn, repeat):
+def best_time(fn, repeat):
+    """Shortest wall time of ``repeat`` calls of fn(), in seconds."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -40,7 +41,7 @@ def ours_ns_per_weight_step(n_weights, depth, g=DEFAULT_G, window=50, repeat=3, 
     def run():
         for _ in range(window):
             multiply(x, g, buf)
-    return _best_time(run, repeat) / (window * n_weights) * 1e9
+    return best_time(run, repeat) / (window * n_weights) * 1e9
 
 
 def bigint_ns_per_weight_step(n_weights, depth, g=DEFAULT_G, window=5, repeat=3, seed=0):
@@ -54,7 +55,7 @@ def bigint_ns_per_weight_step(n_weights, depth, g=DEFAULT_G, window=5, repeat=3,
     def run():
         for _ in range(window):
             buf.multiply(x, g.numerator, g.denominator)
-    return _best_time(run, repeat) / (window * n_weights) * 1e9
+    return best_time(run, repeat) / (window * n_weights) * 1e9
 
 
 def bits_per_weight_step(g, steps, n_weights=1000, seed=0):

@@ -18,6 +18,7 @@ from ..hyper.hypergrad import MetaParams, hypergradient, initial_weights
 from ..hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from ..model.mlp import MLP
 from ..optim.sgd import ReversibleSGD
+from .bench_buffer import best_time
 
 
 class PaperProblem:
@@ -58,29 +59,20 @@ class PaperProblem:
                              trajectory_kwargs=kwargs or None)
 
 
-def _best_of(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def forward_times(steps=100, repeat=3):
     """(reversible seconds, float64 seconds) for one forward run of ``steps`` steps."""
     prob = PaperProblem(steps)
     prob.forward_reversible()  # compile
     prob.forward_float()
-    return _best_of(prob.forward_reversible, repeat), _best_of(prob.forward_float, repeat)
+    return best_time(prob.forward_reversible, repeat), best_time(prob.forward_float, repeat)
 
 
 def reverse_over_forward(steps=100, repeat=2):
     """(hypergradient seconds, forward seconds): the sweep includes its own forward run."""
     prob = PaperProblem(steps)
     prob.hypergradient()
-    total = _best_of(prob.hypergradient, repeat)
-    fwd = _best_of(prob.forward_reversible, repeat)
+    total = best_time(prob.hypergradient, repeat)
+    fwd = best_time(prob.forward_reversible, repeat)
     return total, fwd
 
 

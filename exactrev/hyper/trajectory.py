@@ -31,6 +31,7 @@ class ReversalTrajectory:
 
     def __init__(self, w0, schedule, group, fmt):
         self.opt = ReversibleSGD(w0, schedule, group=group, fmt=fmt)
+        self._start_bits = self.opt.buffer.content_bits
         self.w0_fixed = self.opt.w.copy()
         self.grad_evals = 0
         self.forward_steps = 0
@@ -43,6 +44,7 @@ class ReversalTrajectory:
             return grad_fn(w, t)
         self.opt.forward(counted, progress=progress)
         self.stats["buffer_bytes_peak"] = self.opt.buffer.nbytes_used
+        self.stats["buffer_content_bits"] = self.opt.buffer.content_bits - self._start_bits
 
     def final_weights(self):
         return self.opt.weights

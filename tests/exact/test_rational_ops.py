@@ -67,3 +67,18 @@ def test_bad_arguments():
         multiply(np.zeros(3), 0.5, buf)
     with pytest.raises(ValueError, match="lanes"):
         multiply(np.zeros(4, np.int64), 0.5, buf)
+
+
+def test_buffer_growth_in_the_middle_of_a_run_keeps_every_bit():
+    """A fresh buffer has room for 12 words per lane; 44 multiplications by 1/9373 push 36 words, so
+    the words array is reallocated mid-run and every kernel must write into the new one."""
+    x = np.array([212959458379961, -5, 2 ** 52], np.int64)
+    x0, buf = x.copy(), InfoBuffer(3)
+    rows_before = buf.capacity_rows
+    for _ in range(44):
+        multiply(x, Fraction(1, 9373), buf)
+    assert buf.capacity_rows > rows_before
+    for _ in range(44):
+        divide(x, Fraction(1, 9373), buf)
+    np.testing.assert_array_equal(x, x0)
+    assert buf == InfoBuffer(3)
