@@ -12,8 +12,9 @@ Layers (each imports only those below it):
 from .exact.buffer import (BufferFileError, BufferMismatchError, BufferUnderflowError, InfoBuffer)
 from .exact.fixedpoint import DEFAULT_FRAC_BITS, FixedFormat, FixedPointRangeError
 from .exact.rational import MAX_DENOMINATOR, HyperparameterError, as_momentum
+from .optim.adam import AdamSchedule, ReversibleAdam
 from .optim.schedule import MomentumSchedule
-from .optim.sgd import ReversibleSGD, StepError
+from .optim.sgd import PlainFixedSGD, ReversibleSGD, StepError
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,5 @@ __all__ = [
     "BufferFileError", "BufferMismatchError", "BufferUnderflowError", "InfoBuffer",
     "DEFAULT_FRAC_BITS", "FixedFormat", "FixedPointRangeError", "MAX_DENOMINATOR",
     "HyperparameterError", "as_momentum", "MomentumSchedule", "ReversibleSGD", "StepError",
+    "AdamSchedule", "ReversibleAdam", "PlainFixedSGD",
 ]

@@ -19,7 +19,6 @@ w, m and s each have their own fixed-point format, because s = EMA(g^2) spans a 
 """
 
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cached_property
 
 import numpy as np
@@ -260,4 +259,4 @@ class ReversibleAdam:
         return (self.buffer.content_bits - start) / (self.w.shape[0] * max(self.t, 1))
 
 
-__all__ = ["AdamSchedule", "ReversibleAdam", "Fraction"]
+__all__ = ["AdamSchedule", "ReversibleAdam"]
