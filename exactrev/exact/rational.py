@@ -27,6 +27,8 @@ def as_momentum(g, name="momentum") -> Fraction:
         if frac.denominator > MAX_DENOMINATOR:
             raise HyperparameterError(
                 f"{name} = {g} has denominator {frac.denominator} > {MAX_DENOMINATOR}")
+        if 0 < frac.numerator <= frac.denominator:  # integer comparisons: the hot path of every step
+            return frac
     elif isinstance(g, Real) and not isinstance(g, bool):
         gf = float(g)
         if not np.isfinite(gf):

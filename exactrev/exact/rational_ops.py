@@ -49,8 +49,7 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     buffer.ensure_free(1)
     arrays = (x, buffer.heads, buffer.counts, buffer.words, *extra)
     errs = np.zeros(x.shape[0], np.int8)
-    kernel(*arrays, inverse, errs.copy(), errs)
-    if errs.any():
+    if kernel(*arrays, inverse, errs, errs):
         kernel(*arrays, not inverse, errs, np.zeros_like(errs))
         i = int(np.argmax(errs != 0))
         exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError

@@ -94,10 +94,13 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
     """x <- x * num/den exactly (or its inverse) on every lane with skip[i] == 0, one ratio for all.
 
     One pass: a lane that fails sets errs[i] and writes nothing; the others are committed. Undo them
-    with ``inverse`` flipped and ``skip = errs`` (each lane step is a bijection).
+    with ``inverse`` flipped and ``skip = errs`` (each lane step is a bijection). Returns the number of
+    failed lanes (an integer sum: the same for any thread count). ``skip`` and ``errs`` may be the same
+    array: each lane reads its own skip flag before it writes its own error.
     """
     code_num = uniform_code(num)
     code_den = uniform_code(den)
+    failed = 0
     for i in nb.prange(x.shape[0]):
         if skip[i]:
             continue
@@ -110,10 +113,12 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
                 x[i], heads[i], counts[i], top, code_num, code_den)
         if err != ERR_OK:
             errs[i] = err
+            failed += 1
         else:
             x[i] = y
             heads[i] = s
             commit_stack(words, counts, i, dcount, wrote, word)
+    return failed
 
 
 @nb.njit(parallel=True, cache=True)
@@ -151,6 +156,7 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
     """
     ni, nf = code_table(nums)
     di, df = code_table(dens)
+    failed = 0
     for i in nb.prange(x.shape[0]):
         if skip[i]:
             continue
@@ -164,7 +170,9 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
                 x[i], heads[i], counts[i], top, code_at(ni, nf, k), code_at(di, df, k))
         if err != ERR_OK:
             errs[i] = err
+            failed += 1
         else:
             x[i] = y
             heads[i] = s
             commit_stack(words, counts, i, dcount, wrote, word)
+    return failed
