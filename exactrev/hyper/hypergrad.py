@@ -29,7 +29,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.progress import progress_range
 from ..optim.schedule import MomentumSchedule
-from .losses import subtract_term
+from .losses import accumulate_term
 from . import checkpointing  # noqa: F401  (registers the 'checkpoint' back-end)
 from .trajectory import TRAJECTORIES, group_sums
 
@@ -62,10 +62,6 @@ class MetaParams:
 
     def schedule(self) -> MomentumSchedule:
         return MomentumSchedule.build(np.exp(self.log_lr), sigmoid(self.logit_momentum))
-
-    def as_dict(self):
-        return {"log_lr": self.log_lr, "logit_momentum": self.logit_momentum,
-                "log_init_scale": self.log_init_scale}
 
     def copy(self):
         return MetaParams(self.log_lr.copy(), self.logit_momentum.copy(), self.log_init_scale.copy())
@@ -142,7 +138,7 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
         d_g[t] = group_sums(dv * (v_t + grad), types, G)
         dw -= hvp
         for name, term in mixed.items():
-            subtract_term(d_theta[name], term)
+            accumulate_term(d_theta[name], term, -1)
         dv *= g[t][types]
     restored = traj.finish()
     w0_float = traj.initial_weights()

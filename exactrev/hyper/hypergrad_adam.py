@@ -25,7 +25,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.adam import AdamSchedule, ReversibleAdam
 from .hypergrad import HypergradResult, logit, sigmoid
-from .losses import subtract_term
+from .losses import accumulate_term
 from .trajectory import group_sums
 
 
@@ -161,7 +161,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
         d_b2[t] = float(np.sum(dS * (s0 - g * g)))
         dw = rho * dw + hz
         for name, term in mixed.items():
-            subtract_term(d_theta[name], _negate(term))
+            accumulate_term(d_theta[name], term, +1)
         dm, ds = b1[t] * dM, b2[t] * dS
     restored = traj.finish() and (method != "reversal" or bool(np.array_equal(opt.w, w0_fixed)))
     # bias corrections: dc_t/db_tau = -(1 - c_t) / b_tau for tau <= t
@@ -177,10 +177,3 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     return HypergradResult(float(loss), grads, w_final, restored, 3 * T, T, opt.buffer.nbytes_used,
                            {"optimizer": "adamw" if np.any(lam > 0) else "adam"})
 
-
-def _negate(term):
-    from .losses import RowTerm
-
-    if isinstance(term, RowTerm):
-        return RowTerm(term.rows, -term.values)
-    return -term

@@ -32,10 +32,15 @@ class RowTerm(NamedTuple):
     values: np.ndarray
 
 
-def subtract_term(total, term):
-    """total -= term, for a full array or a RowTerm."""
+def accumulate_term(total, term, sign):
+    """total += sign * term (sign is +1 or -1), for a full array or a RowTerm, in place."""
     if isinstance(term, RowTerm):
-        total[term.rows] -= term.values
+        if sign > 0:
+            total[term.rows] += term.values
+        else:
+            total[term.rows] -= term.values
+    elif sign > 0:
+        total += term
     else:
         total -= term
 
