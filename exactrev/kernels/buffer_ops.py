@@ -16,25 +16,7 @@ from .rans import CPU
 
 push_symbol, pop_symbol_head, refill, uniform_code = (CPU.push_symbol, CPU.pop_symbol_head, CPU.refill,
                                                       CPU.uniform_code)
-
-
-@nb.njit(inline="always", cache=True)
-def stack_top(words, counts, i):
-    """Top word of lane i's stack (0 for an empty stack; the caller checks counts before using it)."""
-    c = counts[i]
-    if c > 0:
-        return np.int64(words[c - 1, i])
-    return np.int64(0)
-
-
-@nb.njit(inline="always", cache=True)
-def commit_stack(words, counts, i, dcount, wrote, word):
-    """Apply a lane's stack change: the top word was consumed if dcount - wrote == -1, then ``word``
-    is written on top when ``wrote``."""
-    c = counts[i] + dcount
-    if wrote:
-        words[c - 1, i] = np.uint16(word)
-    counts[i] = c
+stack_top, commit_stack = CPU.stack_top, CPU.commit_stack
 
 
 @nb.njit(parallel=True, cache=True)

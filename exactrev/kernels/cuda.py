@@ -37,22 +37,8 @@ _push_symbol = GPU.push_symbol
 _pop_symbol_head = GPU.pop_symbol_head
 _refill = GPU.refill
 _uniform_code = GPU.uniform_code
-
-
-@cuda.jit(device=True, inline=True)
-def _stack_top(words, counts, i):
-    c = counts[i]
-    if c > 0:
-        return np.int64(words[c - 1, i])
-    return np.int64(0)
-
-
-@cuda.jit(device=True, inline=True)
-def _commit_stack(words, counts, i, dcount, wrote, word):
-    c = counts[i] + dcount
-    if wrote:
-        words[c - 1, i] = np.uint16(word)
-    counts[i] = c
+_stack_top = GPU.stack_top
+_commit_stack = GPU.commit_stack
 
 
 @cuda.jit(device=True, inline=True)

@@ -110,6 +110,23 @@ def build_lanes(jit):
         return (s << WORD_BITS) | word
 
     @jit
+    def stack_top(words, counts, i):
+        """Top word of lane i's stack (0 for an empty stack; callers check counts before using it)."""
+        c = counts[i]
+        if c > 0:
+            return np.int64(words[c - 1, i])
+        return np.int64(0)
+
+    @jit
+    def commit_stack(words, counts, i, dcount, wrote, word):
+        """Apply a lane's stack change: the top word was consumed if dcount - wrote == -1, then
+        ``word`` is written on top when ``wrote``."""
+        c = counts[i] + dcount
+        if wrote:
+            words[c - 1, i] = np.uint16(word)
+        counts[i] = c
+
+    @jit
     def pop_lane(s, count, top, code):
         """Pop from one lane: (symbol, head, words_read 0 or 1, err)."""
         y, s, needs = pop_symbol_head(s, code)
