@@ -24,6 +24,7 @@ DEFAULT_SEED_WORDS = 4
 _MAGIC = b"EXACTREV-BUFFER1"
 _DIGEST_BYTES = 32
 _HEAD_BITS = 47  # log2(STATE_LOWER): bits a fresh head holds
+_SLACK_ROWS = 16  # free rows kept after a re-derivation of the row bound, so it is not re-derived each step
 
 
 class BufferUnderflowError(RuntimeError):
@@ -75,6 +76,16 @@ class InfoBuffer:
         self.counts = np.full(self.n_lanes, self.seed_words, np.int64)
         self.words = np.zeros((self.seed_words + 8, self.n_lanes), np.uint16)
 
+    @property
+    def counts(self) -> np.ndarray:
+        """int64[N]: words on each lane's stack. Assigning it re-derives the row bound."""
+        return self._counts
+
+    @counts.setter
+    def counts(self, value) -> None:
+        self._counts = value
+        self._row_bound = int(value.max())
+
     # -- capacity -------------------------------------------------------------------------------
     @property
     def capacity_rows(self) -> int:
@@ -88,10 +99,19 @@ class InfoBuffer:
             self.words = grown
 
     def ensure_free(self, rows: int = 1) -> None:
-        """Guarantee ``rows`` free words on every lane, growing geometrically (amortised O(1))."""
-        need = int(self.counts.max()) + rows
-        if need > self.capacity_rows:
-            self.reserve(max(need, self.capacity_rows + self.capacity_rows // 2 + 8))
+        """Guarantee ``rows`` free words on every lane for the operation that follows (which may
+        push up to ``rows`` words per lane), growing geometrically (amortised O(1)).
+
+        A cached upper bound on ``counts.max()`` grows by ``rows`` per call and is re-derived only
+        when it reaches the capacity, so a step does not scan every lane. Code that pushes through
+        the kernels directly must call this first (it must anyway, to have room).
+        """
+        if self._row_bound + rows > self.capacity_rows:
+            self._row_bound = int(self.counts.max())
+            need = self._row_bound + rows + _SLACK_ROWS
+            if need > self.capacity_rows:
+                self.reserve(max(need, self.capacity_rows + self.capacity_rows // 2 + 8))
+        self._row_bound += rows
 
     # -- push / pop -----------------------------------------------------------------------------
     def push(self, symbols, bases) -> None:

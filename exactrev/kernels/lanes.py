@@ -11,7 +11,7 @@ rANS for "uniform over M" (see ``rans.py`` for the constants and the maths):
     push:  s <- (s // f) * 2**31 + s % f + c(x)   (after emitting a 16-bit word if s >= f * 2**32)
     pop:   x <- symbol of slot s % 2**31;  s <- f * (s >> 31) + slot - c(x)   (then a word if s < 2**47)
 Exact rational multiply x -> x * n/d (within one unit), and its inverse, through the buffer:
-    x = hi d + lo, y = pop_n, z = lo n + y, x' = hi n + z // d, push_d(z % d)
+    y = pop_n, z = x n + y, x' = z // d, push_d(z % d)     (inverse: z = x d + pop_d, push_n(z % n))
 Momentum step lanes (forward, and the two halves of the reverse step) on top of those.
 """
 
@@ -30,6 +30,8 @@ EMIT_SHIFT = 47 - PREC_BITS + WORD_BITS
 MAX_BASE = 1 << 16
 MAX_MAGNITUDE = (1 << 53) - 1
 MAX_MAGNITUDE_F = float(MAX_MAGNITUDE)
+FAST_LIMIT = (1 << 46) - 1    # |x| <= FAST_LIMIT: x * M + (M - 1) < 2**62 for every base M <= 2**16
+RANGE_GUARD_F = float(1 << 55)  # a float estimate of a quotient above this is certainly out of range
 
 ERR_OK = 0
 ERR_GRAD_NOT_FINITE = 1
@@ -48,6 +50,19 @@ def build_lanes(jit):
         Valid where the estimate fits int64: |a| <= 2**62, or 0 <= a < 2**63 with b >= 2**15.
         """
         q = np.int64(math.floor(np.float64(a) * inv_b))
+        r = a - q * b
+        while r < 0:
+            q -= 1
+            r += b
+        while r >= b:
+            q += 1
+            r -= b
+        return q, r
+
+    @jit
+    def nonneg_divmod(a, b, inv_b):
+        """floor_divmod for 0 <= a < 2**63, b >= 2**15: the estimate truncates (no floor needed)."""
+        q = np.int64(np.float64(a) * inv_b)
         r = a - q * b
         while r < 0:
             q -= 1
@@ -86,7 +101,7 @@ def build_lanes(jit):
             word = s & WORD_MASK
             s = s >> WORD_BITS
             emitted = np.int64(1)
-        quo, rem = floor_divmod(s, f, inv_f)
+        quo, rem = nonneg_divmod(s, f, inv_f)
         return (quo << PREC_BITS) + rem + c, emitted, word
 
     @jit
@@ -96,9 +111,9 @@ def build_lanes(jit):
         slot = s & SLOT_MASK
         wide = r * (q + 1)
         if slot < wide:
-            x = floor_divmod(slot, q + 1, code[5])[0]
+            x = nonneg_divmod(slot, q + 1, code[5])[0]
         else:
-            x = r + floor_divmod(slot - wide, q, code[4])[0]
+            x = r + nonneg_divmod(slot - wide, q, code[4])[0]
         f, c, _ = freq_start(x, code)
         s = f * (s >> PREC_BITS) + slot - c
         needs = np.int64(1) if s < STATE_LOWER else np.int64(0)
@@ -138,29 +153,55 @@ def build_lanes(jit):
 
     @jit
     def rational_multiply_lane(x, s, count, top, code_num, code_den):
-        """x -> x n/d within one unit; returns (x', s, dcount, wrote, word, err)."""
+        """x -> x n/d within one unit; returns (x', s, dcount, wrote, word, err).
+
+        z = x n + pop_n, x' = z // d, push_d(z % d); for |x| > FAST_LIMIT, where x n could overflow,
+        the same integers come from x = hi d + lo: x' = hi n + (lo n + pop_n) // d.
+        """
         n, d = code_num[0], code_den[0]
-        hi, lo = floor_divmod(x, d, code_den[3])
+        if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
         y, s, read, err = pop_lane(s, count, top, code_num)
         if err != ERR_OK:
             return x, s, np.int64(0), np.int64(0), np.int64(0), err
-        q, r = floor_divmod(lo * n + y, d, code_den[3])
+        if abs(x) <= FAST_LIMIT:
+            q, r = floor_divmod(x * n + y, d, code_den[3])
+        else:
+            hi, lo = floor_divmod(x, d, code_den[3])
+            q, r = floor_divmod(lo * n + y, d, code_den[3])
+            q += hi * n
         s, wrote, word = push_symbol(s, r, code_den)
-        return hi * n + q, s, wrote - read, wrote, word, np.int64(ERR_OK)
+        return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
 
     @jit
     def rational_divide_lane(x, s, count, top, code_num, code_den):
-        """The exact inverse of rational_multiply_lane; err is a range error or an underflow."""
+        """The exact inverse of rational_multiply_lane: z = x d + pop_d, x' = z // n, push_n(z % n).
+
+        err is ERR_VELOCITY_RANGE when |x'| would exceed MAX_MAGNITUDE, or an underflow.
+        """
         n, d = code_num[0], code_den[0]
-        hi, q = floor_divmod(x, n, code_num[3])
-        if abs(hi) > (MAX_MAGNITUDE - d) // d:
+        if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        r, s, read, err = pop_lane(s, count, top, code_den)
-        if err != ERR_OK:
-            return x, s, np.int64(0), np.int64(0), np.int64(0), err
-        lo, y = floor_divmod(q * d + r, n, code_num[3])
+        if abs(x) <= FAST_LIMIT:
+            if not abs(np.float64(x) * code_num[3] * np.float64(d)) < RANGE_GUARD_F:
+                return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
+            r, s, read, err = pop_lane(s, count, top, code_den)
+            if err != ERR_OK:
+                return x, s, np.int64(0), np.int64(0), np.int64(0), err
+            q, y = floor_divmod(x * d + r, n, code_num[3])
+        else:
+            hi, rem = floor_divmod(x, n, code_num[3])
+            if abs(hi) > MAX_MAGNITUDE // d + 1:
+                return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
+            r, s, read, err = pop_lane(s, count, top, code_den)
+            if err != ERR_OK:
+                return x, s, np.int64(0), np.int64(0), np.int64(0), err
+            lo, y = floor_divmod(rem * d + r, n, code_num[3])
+            q = hi * d + lo
+        if abs(q) > MAX_MAGNITUDE:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
         s, wrote, word = push_symbol(s, y, code_num)
-        return hi * d + lo, s, wrote - read, wrote, word, np.int64(ERR_OK)
+        return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
 
     @jit
     def round_half_even(x):

@@ -150,3 +150,31 @@ def test_reserve_and_growth_keep_content():
     buf.reserve(buf.capacity_rows + 100)
     assert buf == copy
     assert buf.nbytes_allocated > buf.nbytes_used
+
+
+def test_ensure_free_always_leaves_room_although_it_does_not_scan_every_call():
+    """ensure_free keeps an upper bound on counts.max() instead of scanning; after any sequence of
+    pushes the words array must still have a free row above every lane's stack."""
+    rng = np.random.default_rng(3)
+    buf = InfoBuffer(5)
+    fresh = buf.copy()
+    symbols = rng.integers(0, MAX_BASE, (400, 5))
+    for x in symbols:
+        buf.push(x, MAX_BASE)  # 16 bits: about one word per push
+        buf.ensure_free(1)
+        assert buf.capacity_rows > int(buf.counts.max())
+    assert int(buf.counts.max()) > 300
+    for x in symbols[::-1]:
+        np.testing.assert_array_equal(buf.pop(MAX_BASE), x)
+    assert buf == fresh
+
+
+def test_assigning_counts_rederives_the_row_bound():
+    """Whoever replaces the arrays (a GPU run copying its state back, a loaded file) gets a bound that
+    covers the new counts, so the next ensure_free grows the words array when it must."""
+    buf = InfoBuffer(3)
+    deep = _filled(3, 200)
+    buf.words = deep.words.copy()[: int(deep.counts.max())]
+    buf.heads, buf.counts = deep.heads.copy(), deep.counts.copy()
+    buf.ensure_free(1)
+    assert buf.capacity_rows >= int(buf.counts.max()) + 1

@@ -82,3 +82,61 @@ def test_buffer_growth_in_the_middle_of_a_run_keeps_every_bit():
         divide(x, Fraction(1, 9373), buf)
     np.testing.assert_array_equal(x, x0)
     assert buf == InfoBuffer(3)
+
+
+FAST_EDGE = 2 ** 46  # lanes.FAST_LIMIT + 1: above it the lanes split x = hi d + lo first
+MAX = 2 ** 53 - 1
+
+
+@st.composite
+def values_around_the_path_edges(draw):
+    """Arrays mixing values just inside and outside the one-division path and near the range ends."""
+    centre = draw(st.sampled_from([0, FAST_EDGE, -FAST_EDGE, MAX, -MAX]))
+    n = draw(st.integers(1, 30))
+    offsets = draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n))
+    return np.clip(np.array([centre + o for o in offsets], np.int64), -MAX, MAX)
+
+
+@given(values_around_the_path_edges(), st.integers(1, 2 ** 16), st.integers(1, 2 ** 16),
+       st.integers(1, 4))
+def test_multiply_and_divide_are_exact_on_both_sides_of_the_fast_path_edge(x, a, b, steps):
+    frac = Fraction(min(a, b), max(a, b))
+    x0, buf = x.copy(), InfoBuffer(x.shape[0])
+    fresh = buf.copy()
+    for _ in range(steps):
+        before = x.copy()
+        multiply(x, frac, buf)
+        for u, v in zip(before.tolist(), x.tolist()):
+            assert abs(v - u * frac) < 1
+    for _ in range(steps):
+        divide(x, frac, buf)
+    np.testing.assert_array_equal(x, x0)
+    assert buf == fresh
+
+
+def test_divide_accepts_a_result_at_the_range_end_and_refuses_one_past_it():
+    for start, fails in ((MAX // 2, False), (MAX // 2 + 1, True)):
+        x = np.array([7, start], np.int64)
+        buf = InfoBuffer(2)
+        buf.push(np.array([0, 1]), 2)  # the remainder divide pops: the result is 2 start + 1
+        before_x, before_buf = x.copy(), buf.copy()
+        if fails:
+            with pytest.raises(FixedPointRangeError, match=r"x\[1\]"):
+                divide(x, Fraction(1, 2), buf)
+            np.testing.assert_array_equal(x, before_x)
+            assert buf == before_buf
+        else:
+            divide(x, Fraction(1, 2), buf)
+            assert x[1] == MAX
+
+
+def test_values_outside_the_fixed_point_range_are_refused():
+    for bad in (2 ** 53, -(2 ** 53), np.iinfo(np.int64).max, np.iinfo(np.int64).min):
+        for op in (multiply, divide):
+            x = np.array([1, bad], np.int64)
+            buf = InfoBuffer(2)
+            buf.push(np.array([1, 1]), 2)
+            before = buf.copy()
+            with pytest.raises(FixedPointRangeError, match=r"x\[1\]"):
+                op(x, Fraction(9, 10), buf)
+            assert x[1] == bad and buf == before
