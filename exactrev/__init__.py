@@ -13,6 +13,7 @@ from .exact.buffer import (BufferFileError, BufferMismatchError, BufferUnderflow
 from .exact.fixedpoint import DEFAULT_FRAC_BITS, FixedFormat, FixedPointRangeError
 from .exact.rational import MAX_DENOMINATOR, HyperparameterError, as_momentum
 from .optim.adam import AdamSchedule, ReversibleAdam
+from .optim.nesterov import ReversibleNesterov
 from .optim.schedule import MomentumSchedule
 from .optim.sgd import PlainFixedSGD, ReversibleSGD, StepError
 
@@ -22,5 +23,5 @@ __all__ = [
     "BufferFileError", "BufferMismatchError", "BufferUnderflowError", "InfoBuffer",
     "DEFAULT_FRAC_BITS", "FixedFormat", "FixedPointRangeError", "MAX_DENOMINATOR",
     "HyperparameterError", "as_momentum", "MomentumSchedule", "ReversibleSGD", "StepError",
-    "AdamSchedule", "ReversibleAdam", "PlainFixedSGD",
+    "AdamSchedule", "ReversibleAdam", "PlainFixedSGD", "ReversibleNesterov",
 ]

@@ -74,6 +74,6 @@ def test_optimizers_report_rows(capsys):
     from exactrev.faces.bench_optimizers import optimizers_report
 
     rows = optimizers_report(steps=5)
-    assert [r["optimizer"] for r in rows] == ["sgd", "adam", "adamw"]
+    assert [r["optimizer"] for r in rows] == ["sgd", "nesterov", "adam", "adamw"]
     assert all(r["restored"] for r in rows)
     assert "bits/w/step" in capsys.readouterr().out

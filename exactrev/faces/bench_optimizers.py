@@ -7,7 +7,9 @@ import numpy as np
 
 from ..hyper.hypergrad import MetaParams, hypergradient
 from ..hyper.hypergrad_adam import AdamMetaParams, adam_hypergradient
+from ..hyper.hypergrad_nesterov import nesterov_hypergradient
 from ..optim.adam import ReversibleAdam
+from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
 from ..optim.sgd import ReversibleSGD
 from .bench_training import PaperProblem
 
@@ -20,6 +22,12 @@ def _measure(prob, name):
                                      meta.schedule(), group=prob.types)
         hyper = lambda: hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
         bound = float(meta.schedule().bits_per_step().mean())
+    elif name == "nesterov":
+        meta = MetaParams.constant(T, G, 0.3, 0.9, 0.1)
+        make = lambda: ReversibleNesterov(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
+                                          meta.schedule(), group=prob.types, memory=DEFAULT_MEMORY)
+        hyper = lambda: nesterov_hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
+        bound = float(make().bits_per_step().mean())
     else:
         meta = AdamMetaParams.constant(T, G, 0.01, 0.9, 0.999, 1e-8, 0.01 if name == "adamw" else 0.0, 0.1)
         make = lambda: ReversibleAdam(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
@@ -42,7 +50,7 @@ def _measure(prob, name):
 
 def optimizers_report(steps=100, out=print):
     prob = PaperProblem(steps)
-    rows = [_measure(prob, name) for name in ("sgd", "adam", "adamw")]
+    rows = [_measure(prob, name) for name in ("sgd", "nesterov", "adam", "adamw")]
     sgd = rows[0]
     out(f"Reversible optimisers, paper MLP (64-50-50-50-10 tanh, batch 200), T = {steps}")
     out(f"{'optimizer':>9} | {'bits/w/step':>11} | {'bound':>8} | {'excess':>7} | {'fwd ms/step':>11} | "
@@ -53,5 +61,6 @@ def optimizers_report(steps=100, out=print):
             f"{r['forward_ms'] / sgd['forward_ms']:>6.2f}x | {r['reverse_ms'] / sgd['reverse_ms']:>6.2f}x | "
             f"{r['restored']}")
     out("(Adam's reverse step evaluates the gradient twice, once for g and once with the HVP, because "
-        "the HVP direction depends on g)")
+        "the HVP direction depends on g; nesterov is with gradient memory h = "
+        f"{DEFAULT_MEMORY}, whose log2(1/h) = {np.log2(float(1 / DEFAULT_MEMORY)):.0f} bits dominate its cost)")
     return rows

@@ -72,9 +72,13 @@ def build_parser():
     hyp.add_argument("--meta-iters", type=_positive_int, default=50, help="meta-iterations of Adam")
     hyp.add_argument("--meta-lr", type=_positive_float, default=0.05, help="Adam step on the meta-parameters")
     hyp.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "nesterov"], default="sgd",
-                     help="the reversible optimiser to learn schedules for (nesterov: see docs/optimizers.md)")
+                     help="the reversible optimiser to learn schedules for (nesterov: with gradient "
+                          "memory --nesterov-memory, see docs/optimizers.md)")
+    hyp.add_argument("--nesterov-memory", type=_positive_float, default=1 / 256,
+                     help="nesterov's gradient memory h in (0, 1): exact NAG is h -> 0, which is not "
+                          "invertible; each step costs log2(1/h) extra bits per weight")
     hyp.add_argument("--init-lr", type=_positive_float, default=None,
-                     help="initial learning rate (default 0.3 for sgd, 0.01 for adam/adamw)")
+                     help="initial learning rate (default 0.3 for sgd and nesterov, 0.01 for adam/adamw)")
     hyp.add_argument("--init-momentum", type=_positive_float, default=0.9,
                      help="initial momentum (sgd) or b1 (adam), in (0, 1)")
     hyp.add_argument("--init-weight-decay", type=_positive_float, default=1e-2,
@@ -158,14 +162,12 @@ def _hyperopt(parser, args):
     from ..hyper.hyperopt import HyperoptConfig, run_hyperopt
     from .report_files import write_outputs
 
-    if args.optimizer == "nesterov":
-        parser.error("--optimizer nesterov: exact Nesterov momentum cannot be reversed step by step (the "
-                     "look-ahead gradient needs the velocity it is used to recover); see docs/optimizers.md")
-    init_lr = args.init_lr if args.init_lr is not None else (0.3 if args.optimizer == "sgd" else 0.01)
+    init_lr = args.init_lr if args.init_lr is not None else (0.3 if args.optimizer in ("sgd", "nesterov") else 0.01)
     cfg = HyperoptConfig(hidden=args.hidden, activation=args.activation, batch=args.batch,
                          steps=args.steps, meta_iters=args.meta_iters, meta_lr=args.meta_lr,
                          init_lr=init_lr, init_momentum=args.init_momentum,
                          optimizer=args.optimizer, init_weight_decay=args.init_weight_decay,
+                         nesterov_memory=args.nesterov_memory,
                          init_scale=args.init_scale, learn_l2=args.learn_l2, method=args.method,
                          snapshots=args.snapshots, seed=args.seed)
     try:

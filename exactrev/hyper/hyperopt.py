@@ -41,6 +41,7 @@ class HyperoptConfig:
     seed: int = 0
     optimizer: str = "sgd"
     init_weight_decay: float = 1e-2
+    nesterov_memory: float = 1 / 256
 
     def check(self):
         positive = dict(batch=self.batch, steps=self.steps, meta_iters=self.meta_iters)
@@ -55,6 +56,8 @@ class HyperoptConfig:
             raise ValueError(f"init_momentum must lie in (0, 1), got {self.init_momentum}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not 0 < self.nesterov_memory < 1:
+            raise ValueError(f"nesterov_memory must lie in (0, 1), got {self.nesterov_memory}")
         if self.optimizer != "sgd" and self.method != "reversal":
             raise ValueError(f"--method {self.method} is available for sgd only")
 
@@ -104,7 +107,7 @@ class _SGD:
         return hypergradient(meta, tl, vl, noise, types, method=cfg.method, trajectory_kwargs=kwargs)
 
     @staticmethod
-    def train(meta, noise, types, grad_fn):
+    def train(meta, noise, types, grad_fn, cfg):
         opt = ReversibleSGD(initial_weights(meta, noise, types), meta.schedule(), group=types,
                             fmt=FixedFormat())
         opt.forward(grad_fn)
@@ -143,7 +146,7 @@ class _Adam(_SGD):
         return adam_hypergradient(meta, tl, vl, noise, types)
 
     @staticmethod
-    def train(meta, noise, types, grad_fn):
+    def train(meta, noise, types, grad_fn, cfg):
         from ..optim.adam import ReversibleAdam
 
         opt = ReversibleAdam(np.exp(meta.log_init_scale)[types] * noise, meta.schedule(), group=types)
@@ -168,7 +171,26 @@ class _AdamW(_Adam):
     weight_decay = True
 
 
-OPTIMIZERS = {"sgd": _SGD, "adam": _Adam, "adamw": _AdamW}
+class _Nesterov(_SGD):
+    """Nesterov momentum with gradient memory h (optim/nesterov.py): the same meta-parameters as SGD."""
+
+    @staticmethod
+    def hypergradient(meta, tl, vl, noise, types, cfg):
+        from .hypergrad_nesterov import nesterov_hypergradient
+
+        return nesterov_hypergradient(meta, tl, vl, noise, types, memory=cfg.nesterov_memory)
+
+    @staticmethod
+    def train(meta, noise, types, grad_fn, cfg):
+        from ..optim.nesterov import ReversibleNesterov
+
+        opt = ReversibleNesterov(initial_weights(meta, noise, types), meta.schedule(), group=types,
+                                 memory=cfg.nesterov_memory)
+        opt.forward(grad_fn)
+        return opt.weights
+
+
+OPTIMIZERS = {"sgd": _SGD, "adam": _Adam, "adamw": _AdamW, "nesterov": _Nesterov}
 
 
 @dataclass
@@ -202,7 +224,7 @@ class _Problem:
     def train_only(self, meta, meta_iter, log_l2_layer=None):
         """Train once (no reverse pass) and return the final weights."""
         return OPTIMIZERS[self.cfg.optimizer].train(meta, self.noise, self.types,
-                                                    self.train_loss(meta_iter, log_l2_layer).grad)
+                                                    self.train_loss(meta_iter, log_l2_layer).grad, self.cfg)
 
     def evaluate(self, w):
         d = self.data

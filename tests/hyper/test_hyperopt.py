@@ -87,7 +87,21 @@ def test_hyperopt_learns_adam_schedules(optimizer, tmp_path, capsys):
     assert "restored w_0 bit for bit: True" in capsys.readouterr().out
 
 
-def test_nesterov_is_refused_with_the_reason(capsys):
-    with pytest.raises(SystemExit):
-        main(["hyperopt", "--optimizer", "nesterov"])
-    assert "cannot be reversed" in capsys.readouterr().err
+def test_hyperopt_learns_nesterov_schedules(tmp_path, capsys):
+    out = tmp_path / "nesterov"
+    argv = ["hyperopt", "--optimizer", "nesterov", "--nesterov-memory", "0.01", "--hidden", "10",
+            "--steps", "10", "--meta-iters", "2", "--batch", "50", "--n-train", "300", "--n-valid", "200",
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    saved = json.loads((out / "hyperparameters.json").read_text())
+    assert len(saved["learned"]["momentum"]["W1"]) == 10
+    assert saved["config"]["nesterov_memory"] == 0.01
+    assert "restored w_0 bit for bit: True" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("memory", ["1", "0", "1.5"])
+def test_nesterov_memory_outside_the_open_interval_is_refused(memory, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["hyperopt", "--optimizer", "nesterov", "--nesterov-memory", memory])
+    assert exc.value.code == 2
+    assert "memory" in capsys.readouterr().err
