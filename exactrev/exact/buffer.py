@@ -86,6 +86,14 @@ class InfoBuffer:
         self._counts = value
         self._row_bound = int(value.max())
 
+    def lane_flags(self) -> np.ndarray:
+        """A reusable all-zero int8[N] array for a kernel's per-lane error flags. Whoever sets flags in
+        it must zero it again before returning (saves an allocation per step)."""
+        flags = getattr(self, "_flags", None)
+        if flags is None:
+            flags = self._flags = np.zeros(self.n_lanes, np.int8)
+        return flags
+
     # -- capacity -------------------------------------------------------------------------------
     @property
     def capacity_rows(self) -> int:

@@ -25,8 +25,8 @@ def _apply(x, frac: Fraction, buffer: InfoBuffer, inverse: bool):
     if x.shape[0] != buffer.n_lanes:
         raise ValueError(f"x has {x.shape[0]} values, the buffer {buffer.n_lanes} lanes")
     frac = as_momentum(frac, name="ratio")
-    num, den = np.int64(frac.numerator), np.int64(frac.denominator)
-    _run_with_rollback(rational_multiply_kernel, x, (num, den), inverse, buffer, "x")
+    # plain ints (d <= 2**16) reach the kernel as int64 and cost less to pass than np.int64 scalars
+    _run_with_rollback(rational_multiply_kernel, x, (frac.numerator, frac.denominator), inverse, buffer, "x")
 
 
 def group_apply(x, group, fracs, buffer: InfoBuffer, inverse: bool, name="x") -> None:
@@ -48,12 +48,16 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     """
     buffer.ensure_free(1)
     arrays = (x, buffer.heads, buffer.counts, buffer.words, *extra)
-    errs = np.zeros(x.shape[0], np.int8)
+    errs = buffer.lane_flags()
     if kernel(*arrays, inverse, errs, errs):
-        kernel(*arrays, not inverse, errs, np.zeros_like(errs))
-        i = int(np.argmax(errs != 0))
-        exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
-        raise exc(f"{name}[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written")
+        try:
+            kernel(*arrays, not inverse, errs, np.zeros_like(errs))
+            i = int(np.argmax(errs != 0))
+            exc = BufferUnderflowError if errs[i] == ERR_BUFFER_UNDERFLOW else FixedPointRangeError
+            msg = f"{name}[{i}] = {x[i]}: {ERR_MESSAGES[int(errs[i])]}; nothing was written"
+        finally:
+            errs[:] = 0
+        raise exc(msg)
 
 
 def multiply(x, frac, buffer: InfoBuffer) -> None:

@@ -140,3 +140,21 @@ def test_values_outside_the_fixed_point_range_are_refused():
             with pytest.raises(FixedPointRangeError, match=r"x\[1\]"):
                 op(x, Fraction(9, 10), buf)
             assert x[1] == bad and buf == before
+
+
+def test_a_failed_call_leaves_no_stale_error_flags_for_the_next():
+    """The per-lane error flags are a scratch array reused between calls: after a refused call the next
+    valid call on the same buffer must succeed and compute the same as on a fresh copy."""
+    x = np.array([3, 2 ** 53 - 1, 5], np.int64)
+    buf = InfoBuffer(3)
+    multiply(x, Fraction(1, 2), buf)
+    x[1] = 2 ** 53 - 1
+    with pytest.raises(FixedPointRangeError):
+        divide(x, Fraction(1, 2), buf)
+    assert not buf.lane_flags().any()
+    x[1] = 7
+    y, other = x.copy(), buf.copy()
+    multiply(x, Fraction(3, 7), buf)
+    multiply(y, Fraction(3, 7), other)
+    np.testing.assert_array_equal(x, y)
+    assert buf == other
