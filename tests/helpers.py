@@ -14,3 +14,24 @@ def num_threads(k):
         yield
     finally:
         numba.set_num_threads(old)
+
+
+def hyper_central_difference(run, args, perturb, h):
+    """(f(+h) - f(-h)) / 2h for the hypergradient tests' problems.
+
+    args = (net, train, valid, meta, log_l2, noise); perturb(meta, log_l2, X, e) moves copies of them
+    by e; f is ``run(net, Split(X, train.y), valid, meta, log_l2, noise).loss``.
+    """
+    from exactrev.hyper.data import Split
+
+    losses = []
+    for sign in (1, -1):
+        net, train, valid, meta, log_l2, noise = args
+        m, l2, X = meta.copy(), log_l2.copy(), train.X.copy()
+        perturb(m, l2, X, sign * h)
+        losses.append(run(net, Split(X, train.y), valid, m, l2, noise).loss)
+    return (losses[0] - losses[1]) / (2 * h)
+
+
+def assert_close(fd, exact, rtol=1e-4, atol=1e-10):
+    assert abs(fd - exact) <= rtol * abs(exact) + atol, (fd, exact)

@@ -27,7 +27,7 @@ def _measure(prob, name):
         make = lambda: ReversibleNesterov(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
                                           meta.schedule(), group=prob.types, memory=DEFAULT_MEMORY)
         hyper = lambda: nesterov_hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
-        bound = float(make().bits_per_step().mean())
+        bound = float(make().step_bits().mean())
     else:
         meta = AdamMetaParams.constant(T, G, 0.01, 0.9, 0.999, 1e-8, 0.01 if name == "adamw" else 0.0, 0.1)
         make = lambda: ReversibleAdam(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731

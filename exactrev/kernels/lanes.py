@@ -44,12 +44,8 @@ def build_lanes(jit):
     """Build every lane function with decorator ``jit``; returns a SimpleNamespace of them."""
 
     @jit
-    def floor_divmod(a, b, inv_b):
-        """Exact (a // b, a % b) from the estimate a * inv_b (inv_b = 1.0 / b).
-
-        Valid where the estimate fits int64: |a| <= 2**62, or 0 <= a < 2**63 with b >= 2**15.
-        """
-        q = np.int64(math.floor(np.float64(a) * inv_b))
+    def exact_quotient(q, a, b):
+        """(q, r) with a = q b + r and 0 <= r < b, from an estimate q of a // b off by a few units."""
         r = a - q * b
         while r < 0:
             q -= 1
@@ -60,17 +56,17 @@ def build_lanes(jit):
         return q, r
 
     @jit
+    def floor_divmod(a, b, inv_b):
+        """Exact (a // b, a % b) from the estimate a * inv_b (inv_b = 1.0 / b).
+
+        Valid where the estimate fits int64: |a| <= 2**62, or 0 <= a < 2**63 with b >= 2**15.
+        """
+        return exact_quotient(np.int64(math.floor(np.float64(a) * inv_b)), a, b)
+
+    @jit
     def nonneg_divmod(a, b, inv_b):
         """floor_divmod for 0 <= a < 2**63, b >= 2**15: the estimate truncates (no floor needed)."""
-        q = np.int64(np.float64(a) * inv_b)
-        r = a - q * b
-        while r < 0:
-            q -= 1
-            r += b
-        while r >= b:
-            q += 1
-            r -= b
-        return q, r
+        return exact_quotient(np.int64(np.float64(a) * inv_b), a, b)
 
     @jit
     def uniform_code(base):

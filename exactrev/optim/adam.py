@@ -23,13 +23,12 @@ from functools import cached_property
 
 import numpy as np
 
-from ..exact.buffer import BufferMismatchError, InfoBuffer
+from ..exact.buffer import InfoBuffer
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
 from ..kernels.fixed import MAX_MAGNITUDE
-from ..kernels.rans import WORD_BITS
-from .progress import progress_range
+from .run import ReversibleRun
 from .sgd import StepError
 
 
@@ -123,7 +122,7 @@ def _check_sum(a, b, name, t):
     return total
 
 
-class ReversibleAdam:
+class ReversibleAdam(ReversibleRun):
     """Adam (weight_decay = 0) or AdamW whose whole trajectory runs backwards exactly.
 
     Parameters: w0 float64[N]; schedule AdamSchedule; group int[N] in [0, G); fmt_w, fmt_m, fmt_s the
@@ -234,29 +233,12 @@ class ReversibleAdam:
             raise
         self.m, self.s, self.t = m, s, t
 
-    def forward(self, grad_fn, steps=None, progress=False):
-        steps = self.schedule.steps - self.t if steps is None else int(steps)
-        bits = self.schedule.bits_per_step()[self.t:self.t + steps].sum()
-        self.buffer.reserve(int(self.buffer.counts.max()) + int(np.ceil(bits / WORD_BITS)) + 4)
-        for _ in progress_range(steps, progress, "forward"):
-            self.step(grad_fn(self.weights, self.t))
+    def step_bits(self):
+        return self.schedule.bits_per_step()
 
-    def reverse(self, grad_fn, steps=None, progress=False):
-        steps = self.t if steps is None else int(steps)
-        if steps > self.t:
-            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
-        for _ in progress_range(steps, progress, "reverse"):
-            self.unstep_weights()
-            self.unstep_moments(grad_fn(self.weights, self.t - 1))
-        if self.t == 0 and not self.buffer.matches(self._start):
-            raise BufferMismatchError("after reversal the information buffer differs from its initial "
-                                      "state; the usual cause is a gradient that is not deterministic")
-
-    def bits_per_weight_step(self):
-        from ..exact.buffer import content_bits
-
-        start = float(content_bits(*self._start, self.buffer.seed_words).sum())
-        return (self.buffer.content_bits - start) / (self.w.shape[0] * max(self.t, 1))
+    def unstep(self, grad_fn):
+        self.unstep_weights()
+        self.unstep_moments(grad_fn(self.weights, self.t - 1))
 
 
 __all__ = ["AdamSchedule", "ReversibleAdam"]

@@ -25,9 +25,8 @@ from ..exact.buffer import BufferMismatchError, InfoBuffer
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
-from ..kernels.rans import WORD_BITS
 from .adam import _check_sum, _rint_checked
-from .progress import progress_range
+from .run import ReversibleRun
 from .schedule import MomentumSchedule
 from .sgd import StepError
 
@@ -42,7 +41,7 @@ def as_memory(h) -> Fraction:
     return frac
 
 
-class ReversibleNesterov:
+class ReversibleNesterov(ReversibleRun):
     """Nesterov momentum with gradient memory h (module docstring), whose trajectory runs backwards exactly.
 
     Parameters: w0 float64[N]; schedule MomentumSchedule (lr[t, k], momentum[t, k] per weight group);
@@ -150,38 +149,17 @@ class ReversibleNesterov:
         self.v = self.v + _rint_checked(omg * self.u, "(1 - g) u", t)
         self.w = self.w + _rint_checked(a * self.v, "a v", t)
 
-    def bits_per_step(self):
+    def step_bits(self):
         """Entropy bound per weight per step: log2(1/h) + log2(1/g) (the largest group's g), float64[T]."""
         return float(np.log2(self.memory.denominator / self.memory.numerator)) + \
             self.schedule.bits_per_step().max(axis=1)
 
-    def forward(self, grad_fn, steps=None, progress=False):
-        """Run ``steps`` steps (default: to the end); grad_fn(w: float64[N], t) -> float64[N] is called
-        at the look-ahead point and must be deterministic."""
-        steps = self.schedule.steps - self.t if steps is None else int(steps)
-        bits = self.bits_per_step()[self.t:self.t + steps].sum()
-        self.buffer.reserve(int(self.buffer.counts.max()) + int(np.ceil(bits / WORD_BITS)) + 4)
-        for _ in progress_range(steps, progress, "forward"):
-            self.step(grad_fn(self.lookahead(), self.t))
+    def gradient_point(self, t):
+        return self.lookahead(t)
 
-    def reverse(self, grad_fn, steps=None, progress=False):
-        """Undo ``steps`` steps (default: all), then check the buffer is back at its start."""
-        steps = self.t if steps is None else int(steps)
-        if steps > self.t:
-            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
-        for _ in progress_range(steps, progress, "reverse"):
-            self.unstep_state()
-            self.unstep_memory(grad_fn(self.lookahead(self.t - 1), self.t - 1))
-        if self.t == 0 and not self.buffer.matches(self._start):
-            raise BufferMismatchError("after reversal the information buffer differs from its initial "
-                                      "state; the usual cause is a gradient that is not deterministic")
-
-    def bits_per_weight_step(self):
-        """Buffer content added since construction, per weight per step taken."""
-        from ..exact.buffer import content_bits
-
-        start = float(content_bits(*self._start, self.buffer.seed_words).sum())
-        return (self.buffer.content_bits - start) / (self.w.shape[0] * max(self.t, 1))
+    def unstep(self, grad_fn):
+        self.unstep_state()
+        self.unstep_memory(grad_fn(self.lookahead(self.t - 1), self.t - 1))
 
 
 __all__ = ["ReversibleNesterov", "as_memory", "DEFAULT_MEMORY"]

@@ -9,6 +9,8 @@ from exactrev.hyper.hypergrad_adam import AdamMetaParams, adam_hypergradient
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.model.mlp import MLP
 
+from ..helpers import assert_close, hyper_central_difference
+
 T = 12
 B1, B2 = 58982 / 65536, 65470 / 65536   # exact fractions near 0.9 and 0.999
 
@@ -31,22 +33,12 @@ def _run(net, train, valid, meta, log_l2, noise, method="reversal"):
 
 
 def _fd(args, perturb, h):
-    losses = []
-    for sign in (1, -1):
-        net, train, valid, meta, log_l2, noise = args
-        m, l2, X = meta.copy(), log_l2.copy(), train.X.copy()
-        perturb(m, l2, X, sign * h)
-        losses.append(_run(net, Split(X, train.y), valid, m, l2, noise).loss)
-    return (losses[0] - losses[1]) / (2 * h)
+    return hyper_central_difference(_run, args, perturb, h)
 
 
 def _fd_richardson(args, perturb, h):
     """(4 D(h/2) - D(h)) / 3: central differences with the h**2 error term removed."""
     return (4 * _fd(args, perturb, h / 2) - _fd(args, perturb, h)) / 3
-
-
-def _close(fd, exact, rtol=1e-4, atol=1e-10):
-    assert abs(fd - exact) <= rtol * abs(exact) + atol, (fd, exact)
 
 
 @pytest.mark.parametrize("wd", [0.0, 0.05])
@@ -62,7 +54,7 @@ def test_reversal_equals_the_store_reference_bit_for_bit(wd):
 def test_learning_rate(t, k):
     args = _problem()
     def p(m, l2, X, e): m.log_lr[t, k] += e
-    _close(_fd(args, p, 1e-3), _run(*args).grads["log_lr"][t, k])
+    assert_close(_fd(args, p, 1e-3), _run(*args).grads["log_lr"][t, k])
 
 
 @pytest.mark.parametrize("t", [2, 9])
@@ -71,10 +63,10 @@ def test_b1_and_b2_by_exact_fractions(t):
     res = _run(*args)
     h = 8 / 65536
     def p1(m, l2, X, e): m.logit_b1[t] = logit(B1 + e)
-    _close(_fd(args, p1, h), res.grads["b1"][t], rtol=1e-3)
+    assert_close(_fd(args, p1, h), res.grads["b1"][t], rtol=1e-3)
     h2 = 2 / 65536
     def p2(m, l2, X, e): m.logit_b2[t] = logit(B2 + e)
-    _close(_fd(args, p2, h2), res.grads["b2"][t], rtol=1e-3)
+    assert_close(_fd(args, p2, h2), res.grads["b2"][t], rtol=1e-3)
 
 
 def test_eps_init_scale_l2_and_data():
@@ -83,13 +75,13 @@ def test_eps_init_scale_l2_and_data():
     args = _problem()
     res = _run(*args)
     def pe(m, l2, X, e): m.log_eps[5] += e
-    _close(_fd_richardson(args, pe, 1e-2), res.grads["log_eps"][5], atol=2e-9)
+    assert_close(_fd_richardson(args, pe, 1e-2), res.grads["log_eps"][5], atol=2e-9)
     def ps(m, l2, X, e): m.log_init_scale[2] += e
-    _close(_fd_richardson(args, ps, 1e-2), res.grads["log_init_scale"][2], atol=2e-9)
+    assert_close(_fd_richardson(args, ps, 1e-2), res.grads["log_init_scale"][2], atol=2e-9)
     def pl(m, l2, X, e): l2[7] += e
-    _close(_fd_richardson(args, pl, 1e-2), res.grads["log_l2"][7], atol=2e-9)
+    assert_close(_fd_richardson(args, pl, 1e-2), res.grads["log_l2"][7], atol=2e-9)
     def px(m, l2, X, e): X[3, 1] += e
-    _close(_fd_richardson(args, px, 1e-2), res.grads["train_X"][3, 1], atol=2e-9)
+    assert_close(_fd_richardson(args, px, 1e-2), res.grads["train_X"][3, 1], atol=2e-9)
 
 
 def test_weight_decay_by_exact_decay_factors():
@@ -104,4 +96,4 @@ def test_weight_decay_by_exact_decay_factors():
     h = 4 / 65536
     def p(m, l2, X, e): m.log_weight_decay[t, k] = np.log((1 - (rho0 + e)) / a)
     d_rho = _fd(args, p, h)
-    _close(-a * d_rho, res.grads["weight_decay"][t, k], rtol=1e-3)
+    assert_close(-a * d_rho, res.grads["weight_decay"][t, k], rtol=1e-3)

@@ -9,6 +9,8 @@ from exactrev.hyper.hypergrad_nesterov import nesterov_hypergradient
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.model.mlp import MLP
 
+from ..helpers import assert_close, hyper_central_difference
+
 T = 12
 G0 = 58982 / 65536   # an exact fraction near 0.9
 
@@ -31,17 +33,7 @@ def _run(net, train, valid, meta, log_l2, noise, method="reversal", memory=1 / 2
 
 
 def _fd(args, perturb, h):
-    losses = []
-    for sign in (1, -1):
-        net, train, valid, meta, log_l2, noise = args
-        m, l2, X = meta.copy(), log_l2.copy(), train.X.copy()
-        perturb(m, l2, X, sign * h)
-        losses.append(_run(net, Split(X, train.y), valid, m, l2, noise).loss)
-    return (losses[0] - losses[1]) / (2 * h)
-
-
-def _close(fd, exact, rtol=1e-4, atol=1e-10):
-    assert abs(fd - exact) <= rtol * abs(exact) + atol, (fd, exact)
+    return hyper_central_difference(_run, args, perturb, h)
 
 
 @pytest.mark.parametrize("memory", [1 / 256, 0.5])
@@ -59,7 +51,7 @@ def test_reversal_equals_the_store_reference_bit_for_bit(memory):
 def test_learning_rate(t, k):
     args = _problem()
     def p(m, l2, X, e): m.log_lr[t, k] += e
-    _close(_fd(args, p, 1e-3), _run(*args).grads["log_lr"][t, k])
+    assert_close(_fd(args, p, 1e-3), _run(*args).grads["log_lr"][t, k])
 
 
 @pytest.mark.parametrize("t, k", [(1, 0), (8, 2)])
@@ -67,18 +59,18 @@ def test_momentum_by_exact_fractions(t, k):
     args = _problem()
     res = _run(*args)
     def p(m, l2, X, e): m.logit_momentum[t, k] = logit(G0 + e)
-    _close(_fd(args, p, 8 / 65536), res.grads["momentum"][t, k], rtol=1e-3)
+    assert_close(_fd(args, p, 8 / 65536), res.grads["momentum"][t, k], rtol=1e-3)
 
 
 def test_init_scale_l2_and_data():
     args = _problem()
     res = _run(*args)
     def ps(m, l2, X, e): m.log_init_scale[2] += e
-    _close(_fd(args, ps, 1e-3), res.grads["log_init_scale"][2])
+    assert_close(_fd(args, ps, 1e-3), res.grads["log_init_scale"][2])
     def pl(m, l2, X, e): l2[7] += e
-    _close(_fd(args, pl, 1e-2), res.grads["log_l2"][7], rtol=1e-3)
+    assert_close(_fd(args, pl, 1e-2), res.grads["log_l2"][7], rtol=1e-3)
     def px(m, l2, X, e): X[3, 1] += e
-    _close(_fd(args, px, 1e-3), res.grads["train_X"][3, 1])
+    assert_close(_fd(args, px, 1e-3), res.grads["train_X"][3, 1])
 
 
 def test_unknown_method_is_refused():

@@ -63,7 +63,7 @@ def test_bits_per_weight_step_match_the_bound():
     opt = ReversibleNesterov(rng.normal(size=500), sched, memory=Fraction(1, 256))
     opt.forward(bowl(rng.uniform(0, 1, 500)))
     bound = 8 + np.log2(10 / 9)
-    assert opt.bits_per_step() == pytest.approx(bound, rel=1e-9)
+    assert opt.step_bits() == pytest.approx(bound, rel=1e-9)
     assert opt.bits_per_weight_step() == pytest.approx(bound, rel=0.01)
 
 

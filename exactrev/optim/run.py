@@ -1,0 +1,47 @@
+"""The forward and reverse loops shared by the reversible optimisers whose steps are NumPy code around
+exact buffer passes (Adam/AdamW, Nesterov). Momentum SGD has its own, around one kernel per step."""
+
+import numpy as np
+
+from ..exact.buffer import BufferMismatchError, content_bits
+from ..kernels.rans import WORD_BITS
+from .progress import progress_range
+from .sgd import StepError
+
+
+class ReversibleRun:
+    """Mixin. The optimiser provides ``schedule.steps``, ``t``, ``w``, ``weights``, ``buffer``,
+    ``_start`` (the buffer's snapshot at construction), ``step(grad)`` and:
+
+    - ``step_bits()``: the entropy bound per weight for each step, float64[T];
+    - ``gradient_point(t)``: where step t takes its gradient (default: the weights);
+    - ``unstep(grad_fn)``: undo the last step, calling grad_fn once at the restored point.
+    """
+
+    def gradient_point(self, t):
+        return self.weights
+
+    def forward(self, grad_fn, steps=None, progress=False):
+        """Run ``steps`` steps (default: to the end of the schedule); grad_fn(w: float64[N], t) ->
+        float64[N] must be deterministic. The buffer is sized once from the entropy bound."""
+        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        bits = self.step_bits()[self.t:self.t + steps].sum()
+        self.buffer.reserve(int(self.buffer.counts.max()) + int(np.ceil(bits / WORD_BITS)) + 4)
+        for _ in progress_range(steps, progress, "forward"):
+            self.step(grad_fn(self.gradient_point(self.t), self.t))
+
+    def reverse(self, grad_fn, steps=None, progress=False):
+        """Undo ``steps`` steps (default: all); at step 0, check the buffer is back at its start."""
+        steps = self.t if steps is None else int(steps)
+        if steps > self.t:
+            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        for _ in progress_range(steps, progress, "reverse"):
+            self.unstep(grad_fn)
+        if self.t == 0 and not self.buffer.matches(self._start):
+            raise BufferMismatchError("after reversal the information buffer differs from its initial "
+                                      "state; the usual cause is a gradient that is not deterministic")
+
+    def bits_per_weight_step(self):
+        """Buffer content added since construction, per weight per step taken."""
+        start = float(content_bits(*self._start, self.buffer.seed_words).sum())
+        return (self.buffer.content_bits - start) / (self.w.shape[0] * max(self.t, 1))
