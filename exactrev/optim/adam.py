@@ -23,7 +23,6 @@ from functools import cached_property
 
 import numpy as np
 
-from ..exact.buffer import InfoBuffer
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
@@ -140,12 +139,7 @@ class ReversibleAdam(ReversibleRun):
         n = self.w.shape[0]
         self.m = np.zeros(n, np.int64)
         self.s = np.zeros(n, np.int64)
-        self.group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
-        if self.group.shape != (n,) or (n and (self.group.min() < 0 or self.group.max() >= schedule.groups)):
-            raise ValueError(f"group must hold {n} ids in [0, {schedule.groups})")
-        self.buffer = buffer if buffer is not None else InfoBuffer(n)
-        self._start = self.buffer.snapshot()
-        self.t = 0
+        self._attach(n, group, buffer)
 
     @property
     def weights(self):

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..exact.buffer import BufferMismatchError, InfoBuffer
+from ..exact.buffer import BufferMismatchError
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
@@ -57,15 +57,8 @@ class ReversibleNesterov(ReversibleRun):
         n = self.w.shape[0]
         self.v = np.zeros(n, np.int64)
         self.u = np.zeros(n, np.int64)
-        self.group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
-        if self.group.shape != (n,) or (n and (self.group.min() < 0 or self.group.max() >= schedule.groups)):
-            raise ValueError(f"group must hold {n} ids in [0, {schedule.groups})")
-        self.buffer = buffer if buffer is not None else InfoBuffer(n)
-        if self.buffer.n_lanes != n:
-            raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
-        self._start = self.buffer.snapshot()
+        self._attach(n, group, buffer)
         self._zeros = np.zeros(n, np.int64)
-        self.t = 0
 
     @property
     def weights(self):

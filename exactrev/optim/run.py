@@ -3,7 +3,7 @@ exact buffer passes (Adam/AdamW, Nesterov). Momentum SGD has its own, around one
 
 import numpy as np
 
-from ..exact.buffer import BufferMismatchError, content_bits
+from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
 from ..kernels.rans import WORD_BITS
 from .progress import progress_range
 from .sgd import StepError
@@ -17,6 +17,19 @@ class ReversibleRun:
     - ``gradient_point(t)``: where step t takes its gradient (default: the weights);
     - ``unstep(grad_fn)``: undo the last step, calling grad_fn once at the restored point.
     """
+
+    def _attach(self, n, group, buffer):
+        """Set ``group`` (int64[N] ids in [0, G); all 0 if None), ``buffer`` (a fresh InfoBuffer, or
+        the given one, which must have N lanes), its starting snapshot and t = 0."""
+        self.group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
+        G = self.schedule.groups
+        if self.group.shape != (n,) or (n and (self.group.min() < 0 or self.group.max() >= G)):
+            raise ValueError(f"group must hold {n} ids in [0, {G})")
+        self.buffer = buffer if buffer is not None else InfoBuffer(n)
+        if self.buffer.n_lanes != n:
+            raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
+        self._start = self.buffer.snapshot()
+        self.t = 0
 
     def gradient_point(self, t):
         return self.weights

@@ -116,3 +116,12 @@ def test_bad_adam_hyperparameters(kwargs):
     args.update(kwargs)
     with pytest.raises(HyperparameterError):
         AdamSchedule.build(**args)
+
+
+def test_a_buffer_of_the_wrong_size_is_refused():
+    from exactrev import InfoBuffer
+
+    with pytest.raises(ValueError, match="4 lanes for 3 weights"):
+        ReversibleAdam(np.ones(3), AdamSchedule.build(0.01, 2), buffer=InfoBuffer(4))
+    with pytest.raises(ValueError, match="group"):
+        ReversibleAdam(np.ones(3), AdamSchedule.build(0.01, 2), group=[0, 0, 1])

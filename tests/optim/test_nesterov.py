@@ -149,3 +149,13 @@ def test_bad_memory_is_refused(memory):
     sched = MomentumSchedule.build(np.full((2, 1), 0.1), np.full((2, 1), 0.9))
     with pytest.raises(HyperparameterError, match="memory"):
         ReversibleNesterov(np.ones(3), sched, memory=memory)
+
+
+def test_bad_groups_and_a_buffer_of_the_wrong_size_are_refused():
+    from exactrev import InfoBuffer
+
+    sched = MomentumSchedule.build(np.full((2, 2), 0.1), np.full((2, 2), 0.9))
+    with pytest.raises(ValueError, match="group"):
+        ReversibleNesterov(np.ones(3), sched, group=[0, 1, 2])
+    with pytest.raises(ValueError, match="4 lanes for 3 weights"):
+        ReversibleNesterov(np.ones(3), sched, buffer=InfoBuffer(4))
