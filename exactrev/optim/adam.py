@@ -155,13 +155,7 @@ class ReversibleAdam(ReversibleRun):
                              "the Adam step", t)
 
     def _grad_terms(self, grad, t):
-        grad = np.ascontiguousarray(grad, np.float64)
-        if grad.shape != self.w.shape:
-            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected {self.w.shape}")
-        bad = ~np.isfinite(grad)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise StepError(f"step {t}, weight {i}: gradient is {grad[i]!r}; nothing was written")
+        grad = self._checked_grad(grad, t)
         b1, b2 = self.schedule.b1[t], self.schedule.b2[t]
         gm = _rint_checked(float(1 - b1) * self.fmt_m.scale * grad, "(1 - b1) g", t)
         gs = _rint_checked(float(1 - b2) * self.fmt_s.scale * (grad * grad), "(1 - b2) g^2", t)

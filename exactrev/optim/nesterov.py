@@ -76,13 +76,7 @@ class ReversibleNesterov(ReversibleRun):
         return self.fmt.to_float(p)
 
     def _grad_term(self, grad, t):
-        grad = np.ascontiguousarray(grad, np.float64)
-        if grad.shape != self.w.shape:
-            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected {self.w.shape}")
-        bad = ~np.isfinite(grad)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise StepError(f"step {t}, weight {i}: gradient is {grad[i]!r}; nothing was written")
+        grad = self._checked_grad(grad, t)
         return _rint_checked(float(1 - self.memory) * self.fmt.scale * grad, "(1 - h) grad", t)
 
     def step(self, grad):

@@ -31,6 +31,18 @@ class ReversibleRun:
         self._start = self.buffer.snapshot()
         self.t = 0
 
+    def _checked_grad(self, grad, t):
+        """grad as float64[N]; StepError naming the step (and weight) if its shape is wrong or a value
+        is NaN or infinite."""
+        grad = np.ascontiguousarray(grad, np.float64)
+        if grad.shape != self.w.shape:
+            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected {self.w.shape}")
+        bad = ~np.isfinite(grad)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise StepError(f"step {t}, weight {i}: gradient is {grad[i]!r}; nothing was written")
+        return grad
+
     def gradient_point(self, t):
         return self.weights
 
