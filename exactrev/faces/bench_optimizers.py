@@ -14,7 +14,9 @@ from ..optim.sgd import ReversibleSGD
 from .bench_training import PaperProblem
 
 
-def _measure(prob, name):
+def measure_optimizer(prob, name):
+    """One optimiser on ``prob`` (a PaperProblem): its buffer bits per weight per step and their bound,
+    forward and reverse (hypergradient) milliseconds per step, and whether the reversal restored w_0."""
     T, G = prob.steps, prob.net.n_types
     if name == "sgd":
         meta = MetaParams.constant(T, G, 0.3, 0.9, 0.1)
@@ -50,7 +52,7 @@ def _measure(prob, name):
 
 def optimizers_report(steps=100, out=print):
     prob = PaperProblem(steps)
-    rows = [_measure(prob, name) for name in ("sgd", "nesterov", "adam", "adamw")]
+    rows = [measure_optimizer(prob, name) for name in ("sgd", "nesterov", "adam", "adamw")]
     sgd = rows[0]
     out(f"Reversible optimisers, paper MLP (64-50-50-50-10 tanh, batch 200), T = {steps}")
     out(f"{'optimizer':>9} | {'bits/w/step':>11} | {'bound':>8} | {'excess':>7} | {'fwd ms/step':>11} | "
