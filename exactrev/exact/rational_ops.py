@@ -49,7 +49,7 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     buffer.ensure_free(1)
     arrays = (x, buffer.heads, buffer.counts, buffer.words, *extra)
     errs = buffer.lane_flags()
-    if kernel(*arrays, inverse, errs, errs):
+    if kernel(*arrays, inverse, None, errs):
         try:
             kernel(*arrays, not inverse, errs, np.zeros_like(errs))
             i = int(np.argmax(errs != 0))

@@ -155,12 +155,13 @@ def build_lanes(jit):
         the same integers come from x = hi d + lo: x' = hi n + (lo n + pop_n) // d.
         """
         n, d = code_num[0], code_den[0]
-        if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
+        fast = np.uint64(x + FAST_LIMIT) <= np.uint64(2 * FAST_LIMIT)  # |x| <= FAST_LIMIT, one test
+        if not fast and (x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
         y, s, read, err = pop_lane(s, count, top, code_num)
         if err != ERR_OK:
             return x, s, np.int64(0), np.int64(0), np.int64(0), err
-        if abs(x) <= FAST_LIMIT:
+        if fast:
             q, r = floor_divmod(x * n + y, d, code_den[3])
         else:
             hi, lo = floor_divmod(x, d, code_den[3])

@@ -107,17 +107,18 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
 
     One pass: a lane that fails sets errs[i] and writes nothing; the others are committed. Undo them
     with ``inverse`` flipped and ``skip = errs`` (each lane step is a bijection). Returns the number of
-    failed lanes (an integer sum: the same for any thread count). ``skip`` and ``errs`` may be the same
-    array: each lane reads its own skip flag before it writes its own error.
+    failed lanes (an integer sum: the same for any thread count). ``skip`` may be None (no lane is
+    skipped: a separate compilation without the test), or the same array as ``errs``: each lane reads
+    its own skip flag before it writes its own error. ``words`` needs at least one row.
     """
     code_num = uniform_code(num)
     code_den = uniform_code(den)
     failed = 0
     for i in nb.prange(x.shape[0]):
-        if skip[i]:
+        if skip is not None and skip[i]:
             continue
         c = counts[i]
-        top = np.int64(words[c - 1, i]) if c > 0 else np.int64(0)
+        top = np.int64(words[max(c - 1, 0), i])  # read without a branch; unused when c == 0
         y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_num, code_den, inverse)
         if err != ERR_OK:
             errs[i] = err
@@ -168,11 +169,11 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
     di, df = code_table(dens)
     failed = 0
     for i in nb.prange(x.shape[0]):
-        if skip[i]:
+        if skip is not None and skip[i]:
             continue
         k = group[i]
         c = counts[i]
-        top = np.int64(words[c - 1, i]) if c > 0 else np.int64(0)
+        top = np.int64(words[max(c - 1, 0), i])  # read without a branch; unused when c == 0
         y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_at(ni, nf, k),
                                                      code_at(di, df, k), inverse)
         if err != ERR_OK:
