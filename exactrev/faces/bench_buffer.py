@@ -58,7 +58,7 @@ def _bigint_window(n_weights, depth, g, window, seed):
     return run
 
 
-def ns_per_weight_step(n_weights, depth, g=DEFAULT_G, repeat=9, seed=0, ours_window=50,
+def ns_per_weight_step(n_weights, depth, g=DEFAULT_G, repeat=25, seed=0, ours_window=50,
                        bigint_window=5):
     """(exactrev, big-int): nanoseconds per weight per x <- g x step at depth ``depth``.
 
