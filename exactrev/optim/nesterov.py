@@ -70,7 +70,10 @@ class ReversibleNesterov(ReversibleRun):
     def lookahead(self, t=None):
         """float64[N]: the point w + round(a_t g_t v) where step t takes its gradient (t: the step
         about to be taken; after a reverse step, the step just undone)."""
-        t = self.t if t is None else t
+        t = self.t if t is None else int(t)
+        if not 0 <= t < self.schedule.steps:
+            raise StepError(f"step {t} has no look-ahead point: the schedule has steps 0 to "
+                            f"{self.schedule.steps - 1}")
         ag = self.schedule.lr[t][self.group] * self.schedule.momenta[t][self.group]
         p = _check_sum(self.w, _rint_checked(ag * self.v, "a g v", t), "look-ahead point", t)
         return self.fmt.to_float(p)

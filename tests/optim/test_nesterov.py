@@ -133,6 +133,8 @@ def test_reversing_more_than_was_taken_and_stepping_past_the_schedule_are_refuse
         opt.step(np.ones(3))
     with pytest.raises(StepError, match="only 2"):
         opt.reverse(bowl(np.ones(3)), steps=3)
+    with pytest.raises(StepError, match="look-ahead"):
+        opt.lookahead()   # t = 2: the run is over
 
 
 def test_nondeterministic_gradient_is_detected():
