@@ -80,7 +80,7 @@ def build_parser():
     hyp.add_argument("--init-lr", type=_positive_float, default=None,
                      help="initial learning rate (default 0.3 for sgd and nesterov, 0.01 for adam/adamw)")
     hyp.add_argument("--init-momentum", type=_positive_float, default=0.9,
-                     help="initial momentum (sgd) or b1 (adam), in (0, 1)")
+                     help="initial momentum (sgd, nesterov) or b1 (adam), in (0, 1)")
     hyp.add_argument("--init-weight-decay", type=_positive_float, default=1e-2,
                      help="initial weight decay (adamw)")
     hyp.add_argument("--init-scale", type=_positive_float, default=0.1, help="initial init scale per type")
@@ -162,7 +162,8 @@ def _hyperopt(parser, args):
     from ..hyper.hyperopt import HyperoptConfig, run_hyperopt
     from .report_files import write_outputs
 
-    init_lr = args.init_lr if args.init_lr is not None else (0.3 if args.optimizer in ("sgd", "nesterov") else 0.01)
+    default_lr = 0.3 if args.optimizer in ("sgd", "nesterov") else 0.01
+    init_lr = args.init_lr if args.init_lr is not None else default_lr
     cfg = HyperoptConfig(hidden=args.hidden, activation=args.activation, batch=args.batch,
                          steps=args.steps, meta_iters=args.meta_iters, meta_lr=args.meta_lr,
                          init_lr=init_lr, init_momentum=args.init_momentum,

@@ -1,4 +1,4 @@
-"""Hypergradients through reversible Nesterov (gradient memory h): the store reference and finite differences."""
+"""Hypergradients through reversible Nesterov (gradient memory h): store reference, finite differences."""
 
 import numpy as np
 import pytest
