@@ -35,3 +35,12 @@ def hyper_central_difference(run, args, perturb, h):
 
 def assert_close(fd, exact, rtol=1e-4, atol=1e-10):
     assert abs(fd - exact) <= rtol * abs(exact) + atol, (fd, exact)
+
+
+def bowl(curv):
+    """A deterministic gradient for optimiser tests: d/dw of a bowl of curvature ``curv`` plus a ripple."""
+    import numpy as np
+
+    def grad(w, t):
+        return curv * w + 0.1 * np.sin(3.0 * w)
+    return grad

@@ -9,11 +9,7 @@ from hypothesis import given, strategies as st
 from exactrev import BufferMismatchError, FixedFormat, FixedPointRangeError, HyperparameterError, StepError
 from exactrev.optim.adam import AdamSchedule, ReversibleAdam
 
-
-def bowl(curv):
-    def grad(w, t):
-        return curv * w + 0.1 * np.sin(3.0 * w)
-    return grad
+from ..helpers import bowl
 
 
 def _state(opt):

@@ -11,13 +11,7 @@ from exactrev.optim.nesterov import ReversibleNesterov
 from exactrev.optim.schedule import MomentumSchedule
 
 from ..conftest import THREAD_COUNTS
-from ..helpers import num_threads
-
-
-def bowl(curv):
-    def grad(w, t):
-        return curv * w + 0.1 * np.sin(3.0 * w)
-    return grad
+from ..helpers import bowl, num_threads
 
 
 def _state(opt):
