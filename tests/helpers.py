@@ -44,3 +44,21 @@ def bowl(curv):
     def grad(w, t):
         return curv * w + 0.1 * np.sin(3.0 * w)
     return grad
+
+
+def optimizer_state(opt, *arrays):
+    """Copies of the named state arrays of an optimiser, its buffer and its step t."""
+    return {**{name: getattr(opt, name).copy() for name in arrays}, "buffer": opt.buffer.copy(), "t": opt.t}
+
+
+def assert_optimizer_state(opt, state):
+    """Every array, the buffer and t are as in ``state`` (from :func:`optimizer_state`), bit for bit."""
+    import numpy as np
+
+    for name, value in state.items():
+        if name == "buffer":
+            assert opt.buffer == value
+        elif name == "t":
+            assert opt.t == value
+        else:
+            np.testing.assert_array_equal(getattr(opt, name), value, err_msg=name)

@@ -9,19 +9,11 @@ from hypothesis import given, strategies as st
 from exactrev import BufferMismatchError, FixedFormat, FixedPointRangeError, HyperparameterError, StepError
 from exactrev.optim.adam import AdamSchedule, ReversibleAdam
 
-from ..helpers import bowl
+from ..helpers import assert_optimizer_state, bowl, optimizer_state
 
 
 def _state(opt):
-    return opt.w.copy(), opt.m.copy(), opt.s.copy(), opt.buffer.copy(), opt.t
-
-
-def _assert_state(opt, state):
-    w, m, s, buf, t = state
-    np.testing.assert_array_equal(opt.w, w)
-    np.testing.assert_array_equal(opt.m, m)
-    np.testing.assert_array_equal(opt.s, s)
-    assert opt.buffer == buf and opt.t == t
+    return optimizer_state(opt, "w", "m", "s")
 
 
 @st.composite
@@ -49,7 +41,7 @@ def test_adam_reverse_restores_every_bit_and_empties_the_buffer(run):
     grad = bowl(run["curv"])
     opt.forward(grad)
     opt.reverse(grad)
-    _assert_state(opt, start)
+    assert_optimizer_state(opt, start)
 
 
 @pytest.mark.parametrize("wd, extra", [(0.0, 0.0), (0.05, None)])
@@ -90,10 +82,10 @@ def test_non_finite_gradient_and_overflow_leave_the_state_unchanged():
     state = _state(opt)
     with pytest.raises(StepError, match=r"step 1, weight 2"):
         opt.step(np.array([1.0, 1.0, np.nan, 1.0]))
-    _assert_state(opt, state)
+    assert_optimizer_state(opt, state)
     with pytest.raises(FixedPointRangeError):
         opt.step(np.array([1.0, 1e9, 1.0, 1.0]))   # (1 - b2) g^2 leaves s's range
-    _assert_state(opt, state)
+    assert_optimizer_state(opt, state)
 
 
 def test_nondeterministic_gradient_is_detected():

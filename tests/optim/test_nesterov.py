@@ -11,19 +11,11 @@ from exactrev.optim.nesterov import ReversibleNesterov
 from exactrev.optim.schedule import MomentumSchedule
 
 from ..conftest import THREAD_COUNTS
-from ..helpers import bowl, num_threads
+from ..helpers import assert_optimizer_state, bowl, num_threads, optimizer_state
 
 
 def _state(opt):
-    return opt.w.copy(), opt.v.copy(), opt.u.copy(), opt.buffer.copy(), opt.t
-
-
-def _assert_state(opt, state):
-    w, v, u, buf, t = state
-    np.testing.assert_array_equal(opt.w, w)
-    np.testing.assert_array_equal(opt.v, v)
-    np.testing.assert_array_equal(opt.u, u)
-    assert opt.buffer == buf and opt.t == t
+    return optimizer_state(opt, "w", "v", "u")
 
 
 @st.composite
@@ -48,7 +40,7 @@ def test_nesterov_reverse_restores_every_bit_and_empties_the_buffer(run):
     grad = bowl(run["curv"])
     opt.forward(grad)
     opt.reverse(grad)
-    _assert_state(opt, start)
+    assert_optimizer_state(opt, start)
 
 
 def test_bits_per_weight_step_match_the_bound():
@@ -107,14 +99,14 @@ def test_non_finite_gradient_and_overflow_leave_the_state_unchanged():
     state = _state(opt)
     with pytest.raises(StepError, match=r"step 1, weight 2"):
         opt.step(np.array([1.0, 1.0, np.nan, 1.0]))
-    _assert_state(opt, state)
+    assert_optimizer_state(opt, state)
     with pytest.raises(FixedPointRangeError, match="weight 1"):
         opt.step(np.array([1.0, 1e12, 1.0, 1.0]))   # (1 - h) grad leaves the fixed-point range
-    _assert_state(opt, state)
+    assert_optimizer_state(opt, state)
     opt.unstep_state()
     with pytest.raises(StepError):
         opt.unstep_memory(np.array([np.inf, 1.0, 1.0, 1.0]))
-    _assert_state(opt, state)   # w and v were moved forward again
+    assert_optimizer_state(opt, state)   # w and v were moved forward again
 
 
 def test_reversing_more_than_was_taken_and_stepping_past_the_schedule_are_refused():

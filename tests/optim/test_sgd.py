@@ -12,25 +12,11 @@ from exactrev import (BufferMismatchError, FixedFormat, FixedPointRangeError, Hy
 from exactrev.exact.rational import MAX_DENOMINATOR
 
 from ..conftest import THREAD_COUNTS
-from ..helpers import num_threads
-
-
-def quadratic_grad(curv):
-    """A deterministic gradient: grad = curv * w + 0.1 sin(3 w) (a smooth non-linear bowl)."""
-    def grad(w, t):
-        return curv * w + 0.1 * np.sin(3.0 * w)
-    return grad
+from ..helpers import assert_optimizer_state, bowl, num_threads, optimizer_state
 
 
 def _state(opt):
-    return opt.w.copy(), opt.v.copy(), opt.buffer.copy()
-
-
-def _assert_same_state(opt, state):
-    w, v, buf = state
-    np.testing.assert_array_equal(opt.w, w)
-    np.testing.assert_array_equal(opt.v, v)
-    assert opt.buffer == buf
+    return optimizer_state(opt, "w", "v")
 
 
 momenta = st.one_of(
@@ -69,12 +55,12 @@ def _make(run, buffer=None):
 def test_reverse_restores_every_bit_and_empties_the_buffer(run):
     opt = _make(run)
     start = _state(opt)
-    grad = quadratic_grad(run["curv"])
+    grad = bowl(run["curv"])
     opt.forward(grad)
     assert opt.t == opt.schedule.steps
     opt.reverse(grad)
     assert opt.t == 0
-    _assert_same_state(opt, start)
+    assert_optimizer_state(opt, start)
     assert opt.buffer.content_bits == pytest.approx(0.0, abs=1e-6)
 
 
@@ -84,7 +70,7 @@ def test_reversal_into_a_buffer_that_already_holds_data(run):
     buf.push(np.arange(buf.n_lanes) % 5, 5)
     opt = _make(run, buffer=buf)
     before = buf.copy()
-    grad = quadratic_grad(run["curv"])
+    grad = bowl(run["curv"])
     opt.forward(grad)
     opt.reverse(grad)
     assert opt.buffer == before
@@ -104,7 +90,7 @@ def test_values_at_the_edge_of_the_range_round_trip(n, seed):
     grad = lambda w, t: np.zeros_like(w)  # noqa: E731  (velocity stays 0; weights sit at the edge)
     opt.forward(grad)
     opt.reverse(grad)
-    _assert_same_state(opt, start)
+    assert_optimizer_state(opt, start)
 
 
 def test_large_velocity_near_the_edge_round_trips():
@@ -116,7 +102,7 @@ def test_large_velocity_near_the_edge_round_trips():
     grad = lambda w, t: np.full(3, 1.0)  # noqa: E731
     opt.forward(grad)
     opt.reverse(grad)
-    _assert_same_state(opt, start)
+    assert_optimizer_state(opt, start)
 
 
 def test_bits_per_weight_step_meet_the_bound():
@@ -124,7 +110,7 @@ def test_bits_per_weight_step_meet_the_bound():
     n, steps = 2000, 300
     sched = MomentumSchedule.build(lr=0.05, momentum=0.9, steps=steps)
     opt = ReversibleSGD(rng.normal(size=n), sched)
-    opt.forward(quadratic_grad(rng.uniform(0, 1, n)))
+    opt.forward(bowl(rng.uniform(0, 1, n)))
     assert opt.bits_per_weight_step() == pytest.approx(np.log2(10 / 9), rel=0.01)
 
 
@@ -138,7 +124,7 @@ def test_weight_overflow_raises_naming_step_and_index_and_writes_nothing():
         for _ in range(10):
             state = _state(opt)
             opt.step(grad(opt.weights, opt.t))
-    _assert_same_state(opt, state)
+    assert_optimizer_state(opt, state)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -149,7 +135,7 @@ def test_non_finite_gradient_raises_and_writes_nothing(bad):
     state = _state(opt)
     with pytest.raises(StepError, match=r"step 1, weight 2 .*NaN or infinite"):
         opt.step(np.array([1.0, 1.0, bad, 1.0]))
-    _assert_same_state(opt, state)
+    assert_optimizer_state(opt, state)
     assert opt.t == 1
 
 
@@ -161,7 +147,7 @@ def test_reverse_velocity_failure_restores_weights():
     opt.unstep_weights()
     with pytest.raises(StepError, match="NaN"):
         opt.unstep_velocity(np.array([np.nan, 0, 0, 0]))
-    _assert_same_state(opt, state)
+    assert_optimizer_state(opt, state)
     assert opt.t == 1
 
 
@@ -169,7 +155,7 @@ def test_nondeterministic_gradient_is_detected_after_reversal():
     rng = np.random.default_rng(2)
     sched = MomentumSchedule.build(lr=0.1, momentum=0.9, steps=30)
     opt = ReversibleSGD(rng.normal(size=50), sched)
-    grad = quadratic_grad(np.ones(50))
+    grad = bowl(np.ones(50))
     opt.forward(grad)
     noisy = lambda w, t: grad(w, t) + 1e-9 * rng.normal(size=w.shape)  # noqa: E731
     with pytest.raises(BufferMismatchError, match="not deterministic"):
@@ -227,7 +213,7 @@ def test_an_njit_gradient_function_works():
     start = _state(opt)
     opt.forward(_njit_grad)
     opt.reverse(_njit_grad)
-    _assert_same_state(opt, start)
+    assert_optimizer_state(opt, start)
 
 
 def test_trajectory_bits_do_not_depend_on_thread_count():
@@ -239,7 +225,7 @@ def test_trajectory_bits_do_not_depend_on_thread_count():
     for k in THREAD_COUNTS:
         with num_threads(k):
             opt = ReversibleSGD(w0, sched)
-            opt.forward(quadratic_grad(curv))
+            opt.forward(bowl(curv))
             results.append((opt.w.copy(), opt.v.copy(), opt.buffer.to_bytes()))
     for w, v, b in results[1:]:
         np.testing.assert_array_equal(w, results[0][0])
