@@ -23,11 +23,10 @@ from functools import cached_property
 
 import numpy as np
 
-from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
+from ..exact.fixedpoint import FixedFormat
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
-from ..kernels.fixed import MAX_MAGNITUDE
-from .run import ReversibleRun
+from .run import ReversibleRun, check_sum, rint_checked
 from .sgd import StepError
 
 
@@ -101,26 +100,6 @@ class AdamSchedule:
         return sched
 
 
-def _rint_checked(x, name, t):
-    y = np.rint(x)
-    bad = ~(np.abs(y) <= MAX_MAGNITUDE)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise FixedPointRangeError(f"step {t}, weight {i}: {name} = {x[i]!r} leaves the fixed-point range "
-                                   "(or is NaN/inf); nothing was written")
-    return y.astype(np.int64)
-
-
-def _check_sum(a, b, name, t):
-    total = a + b
-    bad = np.abs(total) > MAX_MAGNITUDE
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise FixedPointRangeError(f"step {t}, weight {i}: {name} would leave the fixed-point range; "
-                                   "nothing was written")
-    return total
-
-
 class ReversibleAdam(ReversibleRun):
     """Adam (weight_decay = 0) or AdamW whose whole trajectory runs backwards exactly.
 
@@ -151,14 +130,14 @@ class ReversibleAdam(ReversibleRun):
         a = self.schedule.lr[t][self.group]
         m_hat = self.fmt_m.to_float(self.m) / c1[t]
         s_hat = self.fmt_s.to_float(self.s) / c2[t]
-        return _rint_checked(a * m_hat / (np.sqrt(s_hat) + self.schedule.eps[t]) * self.fmt_w.scale,
+        return rint_checked(a * m_hat / (np.sqrt(s_hat) + self.schedule.eps[t]) * self.fmt_w.scale,
                              "the Adam step", t)
 
     def _grad_terms(self, grad, t):
         grad = self._checked_grad(grad, t)
         b1, b2 = self.schedule.b1[t], self.schedule.b2[t]
-        gm = _rint_checked(float(1 - b1) * self.fmt_m.scale * grad, "(1 - b1) g", t)
-        gs = _rint_checked(float(1 - b2) * self.fmt_s.scale * (grad * grad), "(1 - b2) g^2", t)
+        gm = rint_checked(float(1 - b1) * self.fmt_m.scale * grad, "(1 - b1) g", t)
+        gs = rint_checked(float(1 - b2) * self.fmt_s.scale * (grad * grad), "(1 - b2) g^2", t)
         return gm, gs
 
     def step(self, grad):
@@ -174,15 +153,15 @@ class ReversibleAdam(ReversibleRun):
             done.append(("m", [sched.b1[t]], zeros))
             group_apply(self.s, zeros, [sched.b2[t]], self.buffer, False, "s")
             done.append(("s", [sched.b2[t]], zeros))
-            m_new = _check_sum(self.m, gm, "m", t)
-            s_new = _check_sum(self.s, gs, "s", t)
+            m_new = check_sum(self.m, gm, "m", t)
+            s_new = check_sum(self.s, gs, "s", t)
             self.m, self.s = m_new, s_new
             done.append(("grad", gm, gs))
             decay = sched.decay_fractions[t]
             if decay:
                 group_apply(self.w, self.group, decay, self.buffer, False, "w")
                 done.append(("w", decay, self.group))
-            self.w = _check_sum(self.w, -self._update(t), "w", t)
+            self.w = check_sum(self.w, -self._update(t), "w", t)
         except Exception:
             self._undo(done)
             raise
@@ -200,7 +179,7 @@ class ReversibleAdam(ReversibleRun):
         if self.t <= 0:
             raise StepError("nothing to reverse: the optimiser is at step 0")
         t = self.t - 1
-        w = _check_sum(self.w, self._update(t), "w", t)
+        w = check_sum(self.w, self._update(t), "w", t)
         decay = self.schedule.decay_fractions[t]
         if decay:
             group_apply(w, self.group, decay, self.buffer, True, "w")

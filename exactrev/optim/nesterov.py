@@ -25,8 +25,7 @@ from ..exact.buffer import BufferMismatchError
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
-from .adam import _check_sum, _rint_checked
-from .run import ReversibleRun
+from .run import ReversibleRun, check_sum, rint_checked
 from .schedule import MomentumSchedule
 from .sgd import StepError
 
@@ -75,12 +74,12 @@ class ReversibleNesterov(ReversibleRun):
             raise StepError(f"step {t} has no look-ahead point: the schedule has steps 0 to "
                             f"{self.schedule.steps - 1}")
         ag = self.schedule.lr[t][self.group] * self.schedule.momenta[t][self.group]
-        p = _check_sum(self.w, _rint_checked(ag * self.v, "a g v", t), "look-ahead point", t)
+        p = check_sum(self.w, rint_checked(ag * self.v, "a g v", t), "look-ahead point", t)
         return self.fmt.to_float(p)
 
     def _grad_term(self, grad, t):
         grad = self._checked_grad(grad, t)
-        return _rint_checked(float(1 - self.memory) * self.fmt.scale * grad, "(1 - h) grad", t)
+        return rint_checked(float(1 - self.memory) * self.fmt.scale * grad, "(1 - h) grad", t)
 
     def step(self, grad):
         """Forward step t = self.t with grad = dL/dw at :meth:`lookahead`. Nothing changes on error."""
@@ -93,11 +92,12 @@ class ReversibleNesterov(ReversibleRun):
         try:
             group_apply(self.u, self._zeros, [self.memory], self.buffer, False, "u")
             done.append(("u", [self.memory], self._zeros))
-            u = _check_sum(self.u, -gu, "u", t)
-            group_apply(self.v, self.group, self._momenta(t), self.buffer, False, "v")
-            done.append(("v", self._momenta(t), self.group))
-            v = _check_sum(self.v, _rint_checked(omg * u, "(1 - g) u", t), "v", t)
-            w = _check_sum(self.w, _rint_checked(a * v, "a v", t), "w", t)
+            u = check_sum(self.u, -gu, "u", t)
+            momenta = self._momenta(t)
+            group_apply(self.v, self.group, momenta, self.buffer, False, "v")
+            done.append(("v", momenta, self.group))
+            v = check_sum(self.v, rint_checked(omg * u, "(1 - g) u", t), "v", t)
+            w = check_sum(self.w, rint_checked(a * v, "a v", t), "w", t)
         except Exception:
             for name, fracs, group in reversed(done):
                 group_apply(getattr(self, name), group, fracs, self.buffer, True, name)
@@ -110,8 +110,8 @@ class ReversibleNesterov(ReversibleRun):
             raise StepError("nothing to reverse: the optimiser is at step 0")
         t = self.t - 1
         a, omg = self.schedule.lr[t][self.group], self.schedule.one_minus_g[t][self.group]
-        w = _check_sum(self.w, -_rint_checked(a * self.v, "a v", t), "w", t)
-        v = _check_sum(self.v, -_rint_checked(omg * self.u, "(1 - g) u", t), "v", t)
+        w = check_sum(self.w, -rint_checked(a * self.v, "a v", t), "w", t)
+        v = check_sum(self.v, -rint_checked(omg * self.u, "(1 - g) u", t), "v", t)
         group_apply(v, self.group, self._momenta(t), self.buffer, True, "v")
         self.w, self.v = w, v
 
@@ -120,7 +120,7 @@ class ReversibleNesterov(ReversibleRun):
         If it fails, w and v are moved forward again, so the state is as before unstep_state."""
         t = self.t - 1
         try:
-            u = _check_sum(self.u, self._grad_term(grad, t), "u", t)
+            u = check_sum(self.u, self._grad_term(grad, t), "u", t)
             group_apply(u, self._zeros, [self.memory], self.buffer, True, "u")
         except FixedPointRangeError as exc:
             self._redo_state(t)
@@ -136,8 +136,8 @@ class ReversibleNesterov(ReversibleRun):
     def _redo_state(self, t):
         a, omg = self.schedule.lr[t][self.group], self.schedule.one_minus_g[t][self.group]
         group_apply(self.v, self.group, self._momenta(t), self.buffer, False, "v")
-        self.v = self.v + _rint_checked(omg * self.u, "(1 - g) u", t)
-        self.w = self.w + _rint_checked(a * self.v, "a v", t)
+        self.v = self.v + rint_checked(omg * self.u, "(1 - g) u", t)
+        self.w = self.w + rint_checked(a * self.v, "a v", t)
 
     def step_bits(self):
         """Entropy bound per weight per step: log2(1/h) + log2(1/g) (the largest group's g), float64[T]."""

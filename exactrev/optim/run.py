@@ -1,12 +1,39 @@
-"""The forward and reverse loops shared by the reversible optimisers whose steps are NumPy code around
-exact buffer passes (Adam/AdamW, Nesterov). Momentum SGD has its own, around one kernel per step."""
+"""What the reversible optimisers whose steps are NumPy code around exact buffer passes (Adam/AdamW,
+Nesterov) share: range-checked fixed-point arithmetic and the forward and reverse loops. Momentum
+SGD has its own, around one kernel per step."""
 
 import numpy as np
 
 from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
+from ..exact.fixedpoint import FixedPointRangeError
+from ..kernels.fixed import MAX_MAGNITUDE
 from ..kernels.rans import WORD_BITS
 from .progress import progress_range
 from .sgd import StepError
+
+
+def rint_checked(x, name, t):
+    """np.rint(x) as int64; FixedPointRangeError naming step t, the first bad weight and ``name`` if a
+    value is NaN/inf or beyond the fixed-point range."""
+    y = np.rint(x)
+    bad = ~(np.abs(y) <= MAX_MAGNITUDE)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise FixedPointRangeError(f"step {t}, weight {i}: {name} = {x[i]!r} leaves the fixed-point range "
+                                   "(or is NaN/inf); nothing was written")
+    return y.astype(np.int64)
+
+
+def check_sum(a, b, name, t):
+    """a + b (int64 arrays); FixedPointRangeError naming step t and the first weight that would leave
+    the fixed-point range."""
+    total = a + b
+    bad = np.abs(total) > MAX_MAGNITUDE
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise FixedPointRangeError(f"step {t}, weight {i}: {name} would leave the fixed-point range; "
+                                   "nothing was written")
+    return total
 
 
 class ReversibleRun:
