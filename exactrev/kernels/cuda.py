@@ -2,7 +2,8 @@
 
 ``GPU = build_lanes(cuda.jit(device=True, inline=True))`` compiles the very source the CPU kernels use
 (``lanes.py``), so the two targets produce the same integers and the same buffer contents (tested bit
-for bit under ``NUMBA_ENABLE_CUDASIM=1``). Compare each kernel here with its CPU twin in
+for bit under ``NUMBA_ENABLE_CUDASIM=1``). Only the 128-bit product differs: the GPU build uses the
+portable 31-bit-limb version, which the CPU tests check against the CPU's intrinsic. Compare each kernel here with its CPU twin in
 ``momentum.py`` and ``buffer_ops.py``.
 
 Errors without host round trips: every step runs a dry-run kernel, then a commit kernel. A lane that
@@ -42,8 +43,10 @@ _commit_stack = GPU.commit_stack
 
 
 @cuda.jit(device=True, inline=True)
-def _code(ci, cf, t, k):
-    return (ci[t, k, 0], ci[t, k, 1], ci[t, k, 2], cf[t, k, 0], cf[t, k, 1], cf[t, k, 2])
+def _code(ci, t, k):
+    """Row (t, k) of a per-step code table int64[T, G, CODE_LEN] as a code tuple (see lanes.uniform_code)."""
+    return (ci[t, k, 0], ci[t, k, 1], ci[t, k, 2], ci[t, k, 3], ci[t, k, 4], ci[t, k, 5], ci[t, k, 6],
+            ci[t, k, 7], ci[t, k, 8], ci[t, k, 9], ci[t, k, 10], ci[t, k, 11], ci[t, k, 12])
 
 
 @cuda.jit(device=True, inline=True)
@@ -102,7 +105,7 @@ def pop_kernel(heads, counts, words, bases, floor, out, commit, errs):
 
 # -- momentum steps (t indexes the per-step tables) ------------------------------------------------
 @cuda.jit
-def momentum_forward_kernel(w, v, heads, counts, words, group, ci_n, cf_n, ci_d, cf_d, omg_scale, lr,
+def momentum_forward_kernel(w, v, heads, counts, words, group, ci_n, ci_d, omg_scale, lr,
                             grad, t, commit, errs, flag):
     i = cuda.grid(1)
     if i >= w.shape[0] or flag[0] != 0:
@@ -112,8 +115,8 @@ def momentum_forward_kernel(w, v, heads, counts, words, group, ci_n, cf_n, ci_d,
         return
     k = group[i]
     wn, vn, s, dcount, wrote, word, err = _momentum_forward_lane(
-        w[i], v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, cf_n, t, k),
-        _code(ci_d, cf_d, t, k), omg_scale[t, k], lr[t, k], grad[i])
+        w[i], v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, t, k),
+        _code(ci_d, t, k), omg_scale[t, k], lr[t, k], grad[i])
     if err != ERR_OK:
         _fail(errs, i, err, flag, t, STAGE_FORWARD)
     elif commit:
@@ -144,7 +147,7 @@ def weights_redo_kernel(w, v, group, lr, t, flag):
 
 
 @cuda.jit
-def velocity_back_kernel(v, heads, counts, words, group, ci_n, cf_n, ci_d, cf_d, omg_scale, grad, t,
+def velocity_back_kernel(v, heads, counts, words, group, ci_n, ci_d, omg_scale, grad, t,
                          commit, errs, flag):
     i = cuda.grid(1)
     if i >= v.shape[0] or flag[0] != 0:
@@ -154,8 +157,8 @@ def velocity_back_kernel(v, heads, counts, words, group, ci_n, cf_n, ci_d, cf_d,
         return
     k = group[i]
     vn, s, dcount, wrote, word, err = _velocity_back_lane(
-        v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, cf_n, t, k),
-        _code(ci_d, cf_d, t, k), omg_scale[t, k], grad[i])
+        v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, t, k),
+        _code(ci_d, t, k), omg_scale[t, k], grad[i])
     if err != ERR_OK:
         _fail(errs, i, err, flag, t, STAGE_VELOCITY_BACK)
     elif commit:

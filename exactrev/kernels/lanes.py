@@ -1,11 +1,12 @@
 """Per-lane integer arithmetic, written once and built for each target (CPU @njit, CUDA device).
 
-``build_lanes(jit)`` defines every lane function with the given decorator and returns them in a
-namespace: ``CPU = build_lanes(njit(inline="always"))`` here, and ``kernels/cuda.py`` builds the same
-source with ``cuda.jit(device=True, inline=True)``. So the CPU and GPU compute the same integers by
-construction, and tests check that they agree bit for bit. The only float operations are single
-multiplications and the explicit round-half-even below, which are correctly rounded in IEEE float64 on
-both targets. No sum is formed, so no fused multiply-add can change a result.
+``build_lanes(jit, mulhi_shr)`` defines every lane function with the given decorator and returns them in
+a namespace: ``rans.CPU`` is built with ``njit(inline="always")`` and the LLVM intrinsic of ``wide.py``,
+and ``kernels/cuda.py`` builds the same source with ``cuda.jit(device=True, inline=True)`` and the
+portable limb product. So the CPU and GPU compute the same integers by construction, and tests check
+that they agree bit for bit. The only float operations are single multiplications and the explicit
+round-half-even below, which are correctly rounded in IEEE float64 on both targets. No sum is formed,
+so no fused multiply-add can change a result.
 
 rANS for "uniform over M" (see ``rans.py`` for the constants and the maths):
     push:  s <- (s // f) * 2**31 + s % f + c(x)   (after emitting a 16-bit word if s >= f * 2**32)
@@ -13,6 +14,13 @@ rANS for "uniform over M" (see ``rans.py`` for the constants and the maths):
 Exact rational multiply x -> x * n/d (within one unit), and its inverse, through the buffer:
     y = pop_n, z = x n + y, x' = z // d, push_d(z % d)     (inverse: z = x d + pop_d, push_n(z % n))
 Momentum step lanes (forward, and the two halves of the reverse step) on top of those.
+
+Division by a per-step constant f is a multiplication by a "magic" reciprocal (Granlund & Montgomery,
+PLDI 1994, theorem 4.2): with sh = ceil(log2 f) and m = ceil(2**(N + sh) / f),
+    floor(v / f) = floor(v m / 2**(N + sh))   for every 0 <= v < 2**N,
+exactly, with no correction step. N = 63 (a 64 x 64 -> 128-bit product, ``mulhi_shr``) for heads and
+dividends; N = 31 (m < 2**32, so an int64 product) for the slot of a pop. A code tuple carries the
+magic numbers of its base, so the hot loop has no division and no data-dependent branch.
 """
 
 import math
@@ -31,7 +39,11 @@ MAX_BASE = 1 << 16
 MAX_MAGNITUDE = (1 << 53) - 1
 MAX_MAGNITUDE_F = float(MAX_MAGNITUDE)
 FAST_LIMIT = (1 << 46) - 1    # |x| <= FAST_LIMIT: x * M + (M - 1) < 2**62 for every base M <= 2**16
-RANGE_GUARD_F = float(1 << 55)  # a float estimate of a quotient above this is certainly out of range
+LIMB_BITS = 31                # the portable 128-bit product works on 31-bit limbs (products < 2**62)
+LIMB_MASK = (1 << LIMB_BITS) - 1
+# code tuple fields (see uniform_code)
+C_BASE, C_Q, C_R, C_M, C_K, C_MQ, C_KQ, C_MQ1, C_KQ1, C_SQ, C_TQ, C_SQ1, C_TQ1 = range(13)
+CODE_LEN = 13
 
 ERR_OK = 0
 ERR_GRAD_NOT_FINITE = 1
@@ -40,8 +52,30 @@ ERR_WEIGHT_RANGE = 3
 ERR_BUFFER_UNDERFLOW = 4
 
 
-def build_lanes(jit):
-    """Build every lane function with decorator ``jit``; returns a SimpleNamespace of them."""
+def build_lanes(jit, mulhi_shr=None):
+    """Build every lane function with decorator ``jit``; returns a SimpleNamespace of them.
+
+    ``mulhi_shr(a, b, k)``: floor(floor(a b / 2**64) / 2**k) for a, b read as unsigned 64-bit; a
+    target's fast version (``wide.mulhi_shr`` on the CPU), or None for the portable limb version.
+    """
+
+    @jit
+    def portable_mulhi_shr(a, b, k):
+        """mulhi_shr from 31-bit limbs: every partial product and column sum stays below 2**63."""
+        a0, a1, a2 = a & LIMB_MASK, (a >> 31) & LIMB_MASK, (a >> 62) & 3
+        b0, b1, b2 = b & LIMB_MASK, (b >> 31) & LIMB_MASK, (b >> 62) & 3
+        t0 = a0 * b0
+        t1 = a0 * b1 + a1 * b0 + (t0 >> 31)
+        t2 = a0 * b2 + a1 * b1 + a2 * b0 + (t1 >> 31)
+        t3 = a1 * b2 + a2 * b1 + (t2 >> 31)
+        t4 = a2 * b2 + (t3 >> 31)
+        high = ((t2 & LIMB_MASK) >> 2) | ((t3 & LIMB_MASK) << 29) | (t4 << 60)
+        if k == 0:
+            return high
+        return (high >> k) & (np.int64(0x7FFFFFFFFFFFFFFF) >> (k - 1))
+
+    if mulhi_shr is None:
+        mulhi_shr = portable_mulhi_shr
 
     @jit
     def exact_quotient(q, a, b):
@@ -64,53 +98,97 @@ def build_lanes(jit):
         return exact_quotient(np.int64(math.floor(np.float64(a) * inv_b)), a, b)
 
     @jit
-    def nonneg_divmod(a, b, inv_b):
-        """floor_divmod for 0 <= a < 2**63, b >= 2**15: the estimate truncates (no floor needed)."""
-        return exact_quotient(np.int64(np.float64(a) * inv_b), a, b)
+    def ceil_log2(f):
+        """ceil(log2 f) for 1 <= f <= 2**31: the bit length of f - 1 (exact: f - 1 < 2**53)."""
+        return np.int64(math.frexp(np.float64(f - 1))[1])
+
+    @jit
+    def magic63(f):
+        """(m, sh) with floor(v / f) = mulhi_shr(2 v, m, sh) for 0 <= v < 2**63, 1 <= f <= 2**31.
+
+        m = ceil(2**(63 + sh) / f) < 2**64 (stored as its int64 bits), by long division in base 2**32.
+        """
+        sh = ceil_log2(f)
+        t = np.int64(1) << (31 + sh)
+        a = t // f
+        u = (t - a * f) << 32
+        c = u // f
+        up = np.int64(1) if u - c * f > 0 else np.int64(0)
+        return (a << 32) + c + up, sh
+
+    @jit
+    def magic31(f):
+        """(m, 31 + sh) with floor(v / f) = (v m) >> (31 + sh) for 0 <= v < 2**31, 1 <= f <= 2**31.
+
+        m <= 2**32 + 1, so v m fits int64, also for -2**31 < v < 0 (then the result is negative).
+        """
+        sh = ceil_log2(f)
+        return ((np.int64(1) << (31 + sh)) - 1) // f + 1, 31 + sh
 
     @jit
     def uniform_code(base):
-        """(base, q, r, 1/base, 1/q, 1/(q+1)) with q = 2**31 // base, r = 2**31 % base."""
+        """The code of "uniform over base", 1 <= base <= 2**16, as an int64 13-tuple (fields C_*):
+
+        (base, q, r, magic63(base), magic63(q), magic63(q + 1), magic31(q), magic31(q + 1)), each magic a
+        pair, with q = 2**31 // base and r = 2**31 % base. For base 1 (q = 2**31, r = 0) the q + 1 entries
+        are never used and hold those of q.
+        """
         q = np.int64(TOTAL) // base
         r = np.int64(TOTAL) - q * base
-        return (base, q, r, 1.0 / base, 1.0 / q, 1.0 / (q + 1))
+        q1 = min(q + 1, np.int64(TOTAL))
+        mb, kb = magic63(base)
+        mq, kq = magic63(q)
+        mq1, kq1 = magic63(q1)
+        sq, tq = magic31(q)
+        sq1, tq1 = magic31(q1)
+        return (base, q, r, mb, kb, mq, kq, mq1, kq1, sq, tq, sq1, tq1)
 
     @jit
-    def code_at(ci, cf, k):
+    def code_at(ci, k):
         """Row k of a code table (see ``rans.code_table``) as a code tuple."""
-        return (ci[k, 0], ci[k, 1], ci[k, 2], cf[k, 0], cf[k, 1], cf[k, 2])
+        return (ci[k, 0], ci[k, 1], ci[k, 2], ci[k, 3], ci[k, 4], ci[k, 5], ci[k, 6], ci[k, 7], ci[k, 8],
+                ci[k, 9], ci[k, 10], ci[k, 11], ci[k, 12])
+
+    @jit
+    def floor_divmod_code(z, code):
+        """Exact (z // base, z % base) for any int64 z: for z < 0, z // b = ~(~z // b), and ~z >= 0."""
+        sign = z >> 63
+        q = mulhi_shr((z ^ sign) << 1, code[C_M], code[C_K]) ^ sign
+        return q, z - q * code[C_BASE]
 
     @jit
     def freq_start(x, code):
-        q, r = code[1], code[2]
-        if x < r:
-            return q + 1, x * (q + 1), code[5]
-        return q, x * q + r, code[4]
+        """(f, c, m, sh) of symbol x: its slot count and first slot, and magic63(f). No branch."""
+        q, r = code[C_Q], code[C_R]
+        wide = x < r
+        m = code[C_MQ1] if wide else code[C_MQ]
+        sh = code[C_KQ1] if wide else code[C_KQ]
+        return q + np.int64(wide), x * q + min(x, r), m, sh
 
     @jit
     def push_symbol(s, x, code):
         """Push x (0 <= x < base) on head s. Returns (head, emitted, word): push ``word`` first if emitted."""
-        f, c, inv_f = freq_start(x, code)
+        f, c, m, sh = freq_start(x, code)
         emitted = np.int64(0)
         word = np.int64(0)
         if (s >> EMIT_SHIFT) >= f:
             word = s & WORD_MASK
             s = s >> WORD_BITS
             emitted = np.int64(1)
-        quo, rem = nonneg_divmod(s, f, inv_f)
-        return (quo << PREC_BITS) + rem + c, emitted, word
+        quo = mulhi_shr(s << 1, m, sh)
+        return (quo << PREC_BITS) + (s - quo * f) + c, emitted, word
 
     @jit
     def pop_symbol_head(s, code):
-        """Decode a symbol from head s. Returns (x, head, needs_word); finish with refill if needs_word."""
-        q, r = code[1], code[2]
+        """Decode a symbol from head s. Returns (x, head, needs_word); finish with refill if needs_word.
+
+        The first r symbols own q + 1 slots each and the rest q, so the symbol of a slot is
+        x = max(slot // (q + 1), (slot - r) // q): the first term is exact below r (q + 1), the second
+        above, and each is at most x on the other side.
+        """
         slot = s & SLOT_MASK
-        wide = r * (q + 1)
-        if slot < wide:
-            x = nonneg_divmod(slot, q + 1, code[5])[0]
-        else:
-            x = r + nonneg_divmod(slot - wide, q, code[4])[0]
-        f, c, _ = freq_start(x, code)
+        x = max((slot * code[C_SQ1]) >> code[C_TQ1], ((slot - code[C_R]) * code[C_SQ]) >> code[C_TQ])
+        f, c, _, _ = freq_start(x, code)
         s = f * (s >> PREC_BITS) + slot - c
         needs = np.int64(1) if s < STATE_LOWER else np.int64(0)
         return x, s, needs
@@ -154,7 +232,7 @@ def build_lanes(jit):
         z = x n + pop_n, x' = z // d, push_d(z % d); for |x| > FAST_LIMIT, where x n could overflow,
         the same integers come from x = hi d + lo: x' = hi n + (lo n + pop_n) // d.
         """
-        n, d = code_num[0], code_den[0]
+        n = code_num[C_BASE]
         fast = np.uint64(x + FAST_LIMIT) <= np.uint64(2 * FAST_LIMIT)  # |x| <= FAST_LIMIT, one test
         if not fast and (x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
@@ -162,10 +240,10 @@ def build_lanes(jit):
         if err != ERR_OK:
             return x, s, np.int64(0), np.int64(0), np.int64(0), err
         if fast:
-            q, r = floor_divmod(x * n + y, d, code_den[3])
+            q, r = floor_divmod_code(x * n + y, code_den)
         else:
-            hi, lo = floor_divmod(x, d, code_den[3])
-            q, r = floor_divmod(lo * n + y, d, code_den[3])
+            hi, lo = floor_divmod_code(x, code_den)
+            q, r = floor_divmod_code(lo * n + y, code_den)
             q += hi * n
         s, wrote, word = push_symbol(s, r, code_den)
         return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
@@ -174,29 +252,29 @@ def build_lanes(jit):
     def rational_divide_lane(x, s, count, top, code_num, code_den):
         """The exact inverse of rational_multiply_lane: z = x d + pop_d, x' = z // n, push_n(z % n).
 
-        err is ERR_VELOCITY_RANGE when |x'| would exceed MAX_MAGNITUDE, or an underflow.
+        err is ERR_VELOCITY_RANGE when |x'| would exceed MAX_MAGNITUDE, or an underflow (x and s are then
+        returned unchanged).
         """
-        n, d = code_num[0], code_den[0]
+        d = code_den[C_BASE]
+        s0 = s
         if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
         if abs(x) <= FAST_LIMIT:
-            if not abs(np.float64(x) * code_num[3] * np.float64(d)) < RANGE_GUARD_F:
-                return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
             r, s, read, err = pop_lane(s, count, top, code_den)
             if err != ERR_OK:
                 return x, s, np.int64(0), np.int64(0), np.int64(0), err
-            q, y = floor_divmod(x * d + r, n, code_num[3])
+            q, y = floor_divmod_code(x * d + r, code_num)
         else:
-            hi, rem = floor_divmod(x, n, code_num[3])
+            hi, rem = floor_divmod_code(x, code_num)
             if abs(hi) > MAX_MAGNITUDE // d + 1:
                 return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
             r, s, read, err = pop_lane(s, count, top, code_den)
             if err != ERR_OK:
                 return x, s, np.int64(0), np.int64(0), np.int64(0), err
-            lo, y = floor_divmod(rem * d + r, n, code_num[3])
+            lo, y = floor_divmod_code(rem * d + r, code_num)
             q = hi * d + lo
         if abs(q) > MAX_MAGNITUDE:
-            return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
+            return x, s0, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
         s, wrote, word = push_symbol(s, y, code_num)
         return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
 

@@ -46,13 +46,13 @@ nearest_multiply = CPU.nearest_multiply
 def momentum_forward_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr,
                             grad, scale, commit, errs):
     """One forward step for every weight (see module docstring). grad is float64[N] at the current w."""
-    ni, nf = code_table(nums)
-    di, df = code_table(dens)
+    ni = code_table(nums)
+    di = code_table(dens)
     for i in nb.prange(w.shape[0]):
         k = group[i]
         wn, vn, s, dcount, wrote, word, err = momentum_forward_lane(
-            w[i], v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, nf, k),
-            code_at(di, df, k), one_minus_g[k] * scale, lr[k], grad[i])
+            w[i], v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
+            code_at(di, k), one_minus_g[k] * scale, lr[k], grad[i])
         if err != ERR_OK:
             errs[i] = err
         elif commit:
@@ -75,13 +75,13 @@ def weights_back_kernel(w, v, group, lr, commit, errs):
 def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale,
                          commit, errs):
     """Second half of a reverse step, given grad at the restored w: v <- (v + round((1-g) grad)) / g."""
-    ni, nf = code_table(nums)
-    di, df = code_table(dens)
+    ni = code_table(nums)
+    di = code_table(dens)
     for i in nb.prange(v.shape[0]):
         k = group[i]
         vn, s, dcount, wrote, word, err = velocity_back_lane(
-            v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, nf, k),
-            code_at(di, df, k), one_minus_g[k] * scale, grad[i])
+            v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
+            code_at(di, k), one_minus_g[k] * scale, grad[i])
         if err != ERR_OK:
             errs[i] = err
         elif commit:
@@ -165,8 +165,8 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
     flipped and ``skip = errs``. Kept beside the one-ratio kernel, which skips the per-lane group and
     table reads (about 20% faster on the benchmarked path); both share :func:`_ratio_lane`.
     """
-    ni, nf = code_table(nums)
-    di, df = code_table(dens)
+    ni = code_table(nums)
+    di = code_table(dens)
     failed = 0
     for i in nb.prange(x.shape[0]):
         if skip is not None and skip[i]:
@@ -174,8 +174,8 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
         k = group[i]
         c = counts[i]
         top = np.int64(words[max(c - 1, 0), i])  # read without a branch; unused when c == 0
-        y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_at(ni, nf, k),
-                                                     code_at(di, df, k), inverse)
+        y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_at(ni, k),
+                                                     code_at(di, k), inverse)
         if err != ERR_OK:
             errs[i] = err
             failed += 1

@@ -12,7 +12,8 @@ within ``log2(1 + M / 2**31)`` of ``log2(M)``.
 Because ``STATE_LOWER = 2**47`` is a multiple of the total, push-renormalisation and pop-renormalisation
 mirror each other for *any* ``M``, so bases may change from step to step and lane to lane. With
 ``M <= MAX_BASE = 2**16`` every ``f >= 2**15``, so each push emits at most one word and each pop reads at
-most one. Divisions use per-base float reciprocals corrected to the exact quotient (``floor_divmod``).
+most one. Every division is by a per-base constant and is done as a multiplication by the base's
+magic reciprocal, exact without correction (``lanes.py``); the code tuple carries those reciprocals.
 
 The functions are defined once in ``lanes.py`` for both targets; these are the CPU (``@njit``,
 inlined) builds, part of the public API for users' own Numba code. Nothing here validates.
@@ -21,10 +22,11 @@ inlined) builds, part of the public API for users' own Numba code. Nothing here 
 import numba as nb
 import numpy as np
 
-from .lanes import (EMIT_SHIFT, MAX_BASE, PREC_BITS, SLOT_MASK, STATE_LOWER, TOTAL, WORD_BITS,  # noqa: F401
-                    WORD_MASK, build_lanes)
+from .lanes import (CODE_LEN, EMIT_SHIFT, MAX_BASE, PREC_BITS, SLOT_MASK, STATE_LOWER, TOTAL,  # noqa: F401
+                    WORD_BITS, WORD_MASK, build_lanes)
+from .wide import mulhi_shr
 
-CPU = build_lanes(nb.njit(inline="always", cache=True))
+CPU = build_lanes(nb.njit(inline="always", cache=True), mulhi_shr)
 
 floor_divmod = CPU.floor_divmod
 uniform_code = CPU.uniform_code
@@ -36,11 +38,10 @@ refill = CPU.refill
 
 @nb.njit(cache=True)
 def code_table(bases):
-    """Codes for an array of bases, as (int64[G, 3], float64[G, 3]) tables; see ``code_at``."""
-    ci = np.empty((bases.shape[0], 3), np.int64)
-    cf = np.empty((bases.shape[0], 3), np.float64)
+    """Codes for an array of bases as an int64[G, CODE_LEN] table (row k: ``uniform_code(bases[k])``)."""
+    ci = np.empty((bases.shape[0], CODE_LEN), np.int64)
     for k in range(bases.shape[0]):
         c = uniform_code(bases[k])
-        ci[k, 0], ci[k, 1], ci[k, 2] = c[0], c[1], c[2]
-        cf[k, 0], cf[k, 1], cf[k, 2] = c[3], c[4], c[5]
-    return ci, cf
+        for j in range(CODE_LEN):
+            ci[k, j] = c[j]
+    return ci

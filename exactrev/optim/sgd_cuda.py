@@ -17,7 +17,7 @@ from ..exact.buffer import InfoBuffer
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels import cuda as K
 from ..kernels.momentum import ERR_MESSAGES
-from ..kernels.rans import WORD_BITS, code_table
+from ..kernels.rans import CODE_LEN, WORD_BITS, code_table
 from .schedule import MomentumSchedule
 from .sgd import BufferMismatchError, StepError
 
@@ -30,14 +30,14 @@ def blocks(n, threads=THREADS):
 
 
 def step_tables(schedule: MomentumSchedule, scale):
-    """Per-step code tables for n and d (int64[T, G, 3], float64[T, G, 3]) and (1-g) * scale."""
+    """Per-step code tables for n and d (int64[T, G, CODE_LEN]) and (1-g) * scale."""
     T, G = schedule.lr.shape
-    ci_n, cf_n = np.empty((T, G, 3), np.int64), np.empty((T, G, 3))
-    ci_d, cf_d = np.empty((T, G, 3), np.int64), np.empty((T, G, 3))
+    ci_n = np.empty((T, G, CODE_LEN), np.int64)
+    ci_d = np.empty((T, G, CODE_LEN), np.int64)
     for t in range(T):
-        ci_n[t], cf_n[t] = code_table(schedule.nums[t])
-        ci_d[t], cf_d[t] = code_table(schedule.dens[t])
-    return ci_n, cf_n, ci_d, cf_d, schedule.one_minus_g * scale
+        ci_n[t] = code_table(schedule.nums[t])
+        ci_d[t] = code_table(schedule.dens[t])
+    return ci_n, ci_d, schedule.one_minus_g * scale
 
 
 class CudaReversibleSGD:
@@ -69,7 +69,7 @@ class CudaReversibleSGD:
         self.words = cuda.to_device(host_buf.words)
         self._start = (host_buf.heads.copy(), host_buf.counts.copy())
         tables = step_tables(schedule, fmt.scale)
-        self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale = (cuda.to_device(a) for a in tables)
+        self.ci_n, self.ci_d, self.omg_scale = (cuda.to_device(a) for a in tables)
         self.lr = cuda.to_device(schedule.lr)
         self.errs = cuda.to_device(np.zeros(n, np.int8))
         self.flag = cuda.to_device(np.zeros(2, np.int64))
@@ -113,7 +113,7 @@ class CudaReversibleSGD:
         if self.t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {self.t} has none")
         self._launch(K.momentum_forward_kernel, self.w, self.v, self.heads, self.counts, self.words,
-                     self.group, self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale, self.lr,
+                     self.group, self.ci_n, self.ci_d, self.omg_scale, self.lr,
                      grad_device, self.t)
         self.t += 1
 
@@ -124,7 +124,7 @@ class CudaReversibleSGD:
 
     def unstep_velocity(self, grad_device) -> None:
         self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.group,
-                     self.ci_n, self.cf_n, self.ci_d, self.cf_d, self.omg_scale, grad_device, self.t - 1)
+                     self.ci_n, self.ci_d, self.omg_scale, grad_device, self.t - 1)
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
                                                                self.t - 1, self.flag)
         self.t -= 1

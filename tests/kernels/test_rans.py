@@ -54,7 +54,8 @@ def test_pushed_symbols_pop_back_in_reverse_order(seq):
 
 @given(st.integers(1, MAX_BASE))
 def test_uniform_code_covers_the_total_exactly(base):
-    _, q, r, _, _, _ = uniform_code(np.int64(base))
+    code = uniform_code(np.int64(base))
+    q, r = code[1], code[2]
     assert (base - r) * q + r * (q + 1) == 2 ** 31
     assert q >= 2 ** 15  # the bound behind "at most one word per push or pop"
 
