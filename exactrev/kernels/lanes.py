@@ -166,17 +166,27 @@ def build_lanes(jit, mulhi_shr=None):
         return q + np.int64(wide), x * q + min(x, r), m, sh
 
     @jit
+    def push_needs_word(s, f):
+        """True when head s must emit its low 16 bits before a symbol of frequency f is pushed."""
+        return (s >> EMIT_SHIFT) >= f
+
+    @jit
+    def push_tail(s, f, c, m, sh):
+        """The push proper, s <- (s // f) 2**31 + s % f + c, once any word is emitted (s < f 2**32)."""
+        quo = mulhi_shr(s << 1, m, sh)
+        return (quo << PREC_BITS) + (s - quo * f) + c
+
+    @jit
     def push_symbol(s, x, code):
         """Push x (0 <= x < base) on head s. Returns (head, emitted, word): push ``word`` first if emitted."""
         f, c, m, sh = freq_start(x, code)
         emitted = np.int64(0)
         word = np.int64(0)
-        if (s >> EMIT_SHIFT) >= f:
+        if push_needs_word(s, f):
             word = s & WORD_MASK
             s = s >> WORD_BITS
             emitted = np.int64(1)
-        quo = mulhi_shr(s << 1, m, sh)
-        return (quo << PREC_BITS) + (s - quo * f) + c, emitted, word
+        return push_tail(s, f, c, m, sh), emitted, word
 
     @jit
     def pop_symbol_head(s, code):
@@ -216,8 +226,31 @@ def build_lanes(jit, mulhi_shr=None):
         counts[i] = c
 
     @jit
+    def push_in_place(words, c, i, s, x, code):
+        """Push x on lane i whose stack holds c words: returns (head, c), writing words[c, i] if a word is
+        emitted. The emit is a branch (taken about once per 16 / log2(base) pushes), not a select."""
+        f, start, m, sh = freq_start(x, code)
+        if push_needs_word(s, f):
+            words[c, i] = np.uint16(s & WORD_MASK)
+            c += 1
+            s = s >> WORD_BITS
+        return push_tail(s, f, start, m, sh), c
+
+    @jit
+    def pop_in_place(words, c, i, s, code):
+        """Pop from lane i whose stack holds c words: (symbol, head, c, err). Reads words[c - 1, i] only
+        when the head needs it; err is ERR_BUFFER_UNDERFLOW when the stack is empty then. Writes nothing."""
+        y, s, needs = pop_symbol_head(s, code)
+        if needs:
+            if c == 0:
+                return y, s, c, np.int64(ERR_BUFFER_UNDERFLOW)
+            c -= 1
+            s = refill(s, np.int64(words[c, i]))
+        return y, s, c, np.int64(ERR_OK)
+
+    @jit
     def pop_lane(s, count, top, code):
-        """Pop from one lane: (symbol, head, words_read 0 or 1, err)."""
+        """Pop from one lane given its top word: (symbol, head, words_read 0 or 1, err)."""
         y, s, needs = pop_symbol_head(s, code)
         if needs:
             if count == 0:
@@ -226,27 +259,57 @@ def build_lanes(jit, mulhi_shr=None):
         return y, s, np.int64(0), ERR_OK
 
     @jit
-    def rational_multiply_lane(x, s, count, top, code_num, code_den):
-        """x -> x n/d within one unit; returns (x', s, dcount, wrote, word, err).
+    def fast_range(x):
+        """|x| <= FAST_LIMIT, in one unsigned comparison."""
+        return np.uint64(x + FAST_LIMIT) <= np.uint64(2 * FAST_LIMIT)
 
-        z = x n + pop_n, x' = z // d, push_d(z % d); for |x| > FAST_LIMIT, where x n could overflow,
-        the same integers come from x = hi d + lo: x' = hi n + (lo n + pop_n) // d.
-        """
+    @jit
+    def out_of_range(x):
+        return x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE
+
+    @jit
+    def multiply_quotient(x, y, code_num, code_den):
+        """(z // d, z % d) for z = x n + y, |x| <= MAX_MAGNITUDE, 0 <= y < n. Where x n could overflow
+        (|x| > FAST_LIMIT) the same integers come from x = hi d + lo: z // d = hi n + (lo n + y) // d."""
         n = code_num[C_BASE]
-        fast = np.uint64(x + FAST_LIMIT) <= np.uint64(2 * FAST_LIMIT)  # |x| <= FAST_LIMIT, one test
-        if not fast and (x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE):
+        if fast_range(x):
+            return floor_divmod_code(x * n + y, code_den)
+        hi, lo = floor_divmod_code(x, code_den)
+        q, r = floor_divmod_code(lo * n + y, code_den)
+        return q + hi * n, r
+
+    @jit
+    def divide_quotient(x, r, code_num, code_den):
+        """(z // n, z % n, err) for z = x d + r, |x| <= MAX_MAGNITUDE, 0 <= r < d; err is
+        ERR_VELOCITY_RANGE when |z // n| > MAX_MAGNITUDE (then the other two are meaningless)."""
+        d = code_den[C_BASE]
+        if fast_range(x):
+            q, y = floor_divmod_code(x * d + r, code_num)
+        else:
+            hi, rem = floor_divmod_code(x, code_num)
+            if abs(hi) > MAX_MAGNITUDE // d + 1:  # hi d would overflow: certainly out of range
+                return x, r, np.int64(ERR_VELOCITY_RANGE)
+            lo, y = floor_divmod_code(rem * d + r, code_num)
+            q = hi * d + lo
+        if abs(q) > MAX_MAGNITUDE:
+            return q, y, np.int64(ERR_VELOCITY_RANGE)
+        return q, y, np.int64(ERR_OK)
+
+    @jit
+    def rational_multiply_lane(x, s, count, top, code_num, code_den):
+        """x -> x n/d within one unit: y = pop_n, z = x n + y, x' = z // d, push_d(z % d).
+
+        Returns (x', s, dcount, wrote, word, err) for a caller that commits the stack change itself
+        (see ``commit_stack``); x and s are returned unchanged with an error.
+        """
+        if out_of_range(x):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        y, s, read, err = pop_lane(s, count, top, code_num)
+        y, s1, read, err = pop_lane(s, count, top, code_num)
         if err != ERR_OK:
             return x, s, np.int64(0), np.int64(0), np.int64(0), err
-        if fast:
-            q, r = floor_divmod_code(x * n + y, code_den)
-        else:
-            hi, lo = floor_divmod_code(x, code_den)
-            q, r = floor_divmod_code(lo * n + y, code_den)
-            q += hi * n
-        s, wrote, word = push_symbol(s, r, code_den)
-        return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
+        q, r = multiply_quotient(x, y, code_num, code_den)
+        s1, wrote, word = push_symbol(s1, r, code_den)
+        return q, s1, wrote - read, wrote, word, np.int64(ERR_OK)
 
     @jit
     def rational_divide_lane(x, s, count, top, code_num, code_den):
@@ -255,28 +318,44 @@ def build_lanes(jit, mulhi_shr=None):
         err is ERR_VELOCITY_RANGE when |x'| would exceed MAX_MAGNITUDE, or an underflow (x and s are then
         returned unchanged).
         """
-        d = code_den[C_BASE]
-        s0 = s
-        if x > MAX_MAGNITUDE or x < -MAX_MAGNITUDE:
+        if out_of_range(x):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        if abs(x) <= FAST_LIMIT:
-            r, s, read, err = pop_lane(s, count, top, code_den)
-            if err != ERR_OK:
-                return x, s, np.int64(0), np.int64(0), np.int64(0), err
-            q, y = floor_divmod_code(x * d + r, code_num)
-        else:
-            hi, rem = floor_divmod_code(x, code_num)
-            if abs(hi) > MAX_MAGNITUDE // d + 1:
-                return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-            r, s, read, err = pop_lane(s, count, top, code_den)
-            if err != ERR_OK:
-                return x, s, np.int64(0), np.int64(0), np.int64(0), err
-            lo, y = floor_divmod_code(rem * d + r, code_num)
-            q = hi * d + lo
-        if abs(q) > MAX_MAGNITUDE:
-            return x, s0, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        s, wrote, word = push_symbol(s, y, code_num)
-        return q, s, wrote - read, wrote, word, np.int64(ERR_OK)
+        r, s1, read, err = pop_lane(s, count, top, code_den)
+        if err != ERR_OK:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), err
+        q, y, err = divide_quotient(x, r, code_num, code_den)
+        if err != ERR_OK:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), err
+        s1, wrote, word = push_symbol(s1, y, code_num)
+        return q, s1, wrote - read, wrote, word, np.int64(ERR_OK)
+
+    @jit
+    def rational_multiply_in_place(x, s, words, c, i, code_num, code_den):
+        """rational_multiply_lane on lane i of a stack array: (x', s, c, err). Reads a word only when the
+        pop needs one and writes one only when the push emits; with an error nothing is written and the
+        caller keeps x, s and c."""
+        if out_of_range(x):
+            return x, s, c, np.int64(ERR_VELOCITY_RANGE)
+        y, s, c, err = pop_in_place(words, c, i, s, code_num)
+        if err != ERR_OK:
+            return x, s, c, err
+        q, r = multiply_quotient(x, y, code_num, code_den)
+        s, c = push_in_place(words, c, i, s, r, code_den)
+        return q, s, c, np.int64(ERR_OK)
+
+    @jit
+    def rational_divide_in_place(x, s, words, c, i, code_num, code_den):
+        """rational_divide_lane on lane i of a stack array, as rational_multiply_in_place."""
+        if out_of_range(x):
+            return x, s, c, np.int64(ERR_VELOCITY_RANGE)
+        r, s, c, err = pop_in_place(words, c, i, s, code_den)
+        if err != ERR_OK:
+            return x, s, c, err
+        q, y, err = divide_quotient(x, r, code_num, code_den)
+        if err != ERR_OK:
+            return x, s, c, err
+        s, c = push_in_place(words, c, i, s, y, code_num)
+        return q, s, c, np.int64(ERR_OK)
 
     @jit
     def round_half_even(x):

@@ -34,6 +34,8 @@ code_at = CPU.code_at
 uniform_code = CPU.uniform_code
 rational_multiply_lane = CPU.rational_multiply_lane
 rational_divide_lane = CPU.rational_divide_lane
+rational_multiply_in_place = CPU.rational_multiply_in_place
+rational_divide_in_place = CPU.rational_divide_in_place
 momentum_forward_lane = CPU.momentum_forward_lane
 weights_back_lane = CPU.weights_back_lane
 velocity_back_lane = CPU.velocity_back_lane
@@ -90,16 +92,12 @@ def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g
 
 
 @nb.njit(inline="always", cache=True)
-def _ratio_lane(x, s, count, top, code_num, code_den, inverse):
-    """x * n/d (or x * d/n with ``inverse``) on one lane: (x', s, dcount, wrote, word, err)."""
+def _ratio_lane(x, s, words, c, i, code_num, code_den, inverse):
+    """x * n/d (or x * d/n with ``inverse``) on lane i, its stack in place: (x', s, c, err)."""
     if inverse:
-        return rational_divide_lane(x, s, count, top, code_num, code_den)
-    return rational_multiply_lane(x, s, count, top, code_num, code_den)
+        return rational_divide_in_place(x, s, words, c, i, code_num, code_den)
+    return rational_multiply_in_place(x, s, words, c, i, code_num, code_den)
 
-
-# The two ratio kernels read the stack top and commit the lane in the loop body itself rather than
-# through stack_top/commit_stack: passing the arrays to an inlined helper costs reference counting
-# per lane, about 10% of this, the benchmarked path.
 
 @nb.njit(parallel=True, cache=True)
 def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, errs):
@@ -109,7 +107,7 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
     with ``inverse`` flipped and ``skip = errs`` (each lane step is a bijection). Returns the number of
     failed lanes (an integer sum: the same for any thread count). ``skip`` may be None (no lane is
     skipped: a separate compilation without the test), or the same array as ``errs``: each lane reads
-    its own skip flag before it writes its own error. ``words`` needs at least one row.
+    its own skip flag before it writes its own error. ``words`` needs a free row above every stack.
     """
     code_num = uniform_code(num)
     code_den = uniform_code(den)
@@ -117,17 +115,12 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
     for i in nb.prange(x.shape[0]):
         if skip is not None and skip[i]:
             continue
-        c = counts[i]
-        top = np.int64(words[max(c - 1, 0), i])  # read without a branch; unused when c == 0
-        y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_num, code_den, inverse)
+        y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, code_num, code_den, inverse)
         if err != ERR_OK:
             errs[i] = err
             failed += 1
         else:
-            x[i], heads[i], c = y, s, c + dcount
-            if wrote:
-                words[c - 1, i] = np.uint16(word)
-            counts[i] = c
+            x[i], heads[i], counts[i] = y, s, c
     return failed
 
 
@@ -172,16 +165,11 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
         if skip is not None and skip[i]:
             continue
         k = group[i]
-        c = counts[i]
-        top = np.int64(words[max(c - 1, 0), i])  # read without a branch; unused when c == 0
-        y, s, dcount, wrote, word, err = _ratio_lane(x[i], heads[i], c, top, code_at(ni, k),
-                                                     code_at(di, k), inverse)
+        y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, code_at(ni, k), code_at(di, k),
+                                   inverse)
         if err != ERR_OK:
             errs[i] = err
             failed += 1
         else:
-            x[i], heads[i], c = y, s, c + dcount
-            if wrote:
-                words[c - 1, i] = np.uint16(word)
-            counts[i] = c
+            x[i], heads[i], counts[i] = y, s, c
     return failed
