@@ -3,8 +3,8 @@
 ``GPU = build_lanes(cuda.jit(device=True, inline=True))`` compiles the very source the CPU kernels use
 (``lanes.py``), so the two targets produce the same integers and the same buffer contents (tested bit
 for bit under ``NUMBA_ENABLE_CUDASIM=1``). Only the 128-bit product differs: the GPU build uses the
-portable 31-bit-limb version, which the CPU tests check against the CPU's intrinsic. Compare each kernel here with its CPU twin in
-``momentum.py`` and ``buffer_ops.py``.
+portable 31-bit-limb version, which the CPU tests check against the CPU's intrinsic. Compare each
+kernel here with its CPU twin in ``momentum.py`` and ``buffer_ops.py``.
 
 Errors without host round trips: every step runs a dry-run kernel, then a commit kernel. A lane that
 would fail sets ``errs[i]``; the dry run then sets ``flag[0]`` to its stage (STAGE_*) and records the step
@@ -38,15 +38,15 @@ _push_symbol = GPU.push_symbol
 _pop_symbol_head = GPU.pop_symbol_head
 _refill = GPU.refill
 _uniform_code = GPU.uniform_code
+_code_at = GPU.code_at
 _stack_top = GPU.stack_top
 _commit_stack = GPU.commit_stack
 
 
 @cuda.jit(device=True, inline=True)
 def _code(ci, t, k):
-    """Row (t, k) of a per-step code table int64[T, G, CODE_LEN] as a code tuple (see lanes.uniform_code)."""
-    return (ci[t, k, 0], ci[t, k, 1], ci[t, k, 2], ci[t, k, 3], ci[t, k, 4], ci[t, k, 5], ci[t, k, 6],
-            ci[t, k, 7], ci[t, k, 8], ci[t, k, 9], ci[t, k, 10], ci[t, k, 11], ci[t, k, 12])
+    """Row (t, k) of a per-step code table int64[T, G, CODE_LEN] as a code tuple (see lanes.code_at)."""
+    return _code_at(ci[t], k)
 
 
 @cuda.jit(device=True, inline=True)

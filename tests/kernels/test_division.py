@@ -5,7 +5,7 @@ import numba as nb
 import numpy as np
 from hypothesis import given, strategies as st
 
-from exactrev.kernels.lanes import C_BASE, MAX_BASE, TOTAL, build_lanes
+from exactrev.kernels.lanes import C_BASE, C_Q, C_R, MAX_BASE, TOTAL, build_lanes
 from exactrev.kernels.rans import CPU
 from exactrev.kernels.wide import mulhi_shr
 
@@ -104,7 +104,7 @@ def test_floor_divmod_code_is_python_divmod_for_every_int64(base, seed):
 def test_pop_finds_the_symbol_that_owns_the_slot(base, seed):
     """Layout: the first r symbols own q + 1 slots, the rest q; check the slots at every boundary."""
     code = CPU.uniform_code(np.int64(base))
-    q, r = int(code[1]), int(code[2])
+    q, r = int(code[C_Q]), int(code[C_R])
     rng = np.random.default_rng(seed)
     symbols = np.unique(np.concatenate([[0, base - 1, max(r - 1, 0), min(r, base - 1)],
                                         rng.integers(0, base, 50)]))

@@ -4,6 +4,7 @@ import numba as nb
 import numpy as np
 from hypothesis import given, strategies as st
 
+from exactrev.kernels.lanes import C_Q, C_R
 from exactrev.kernels.rans import (MAX_BASE, STATE_LOWER, floor_divmod, pop_symbol_head, push_symbol,
                                    refill, uniform_code)
 
@@ -55,7 +56,7 @@ def test_pushed_symbols_pop_back_in_reverse_order(seq):
 @given(st.integers(1, MAX_BASE))
 def test_uniform_code_covers_the_total_exactly(base):
     code = uniform_code(np.int64(base))
-    q, r = code[1], code[2]
+    q, r = code[C_Q], code[C_R]
     assert (base - r) * q + r * (q + 1) == 2 ** 31
     assert q >= 2 ** 15  # the bound behind "at most one word per push or pop"
 
