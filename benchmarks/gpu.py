@@ -4,13 +4,25 @@ Not an asv suite (asv runs on the CPU machines); prints the table of exactrev.fa
 """
 
 import argparse
+import warnings
+
+from numba.core.errors import NumbaPerformanceWarning
 
 from exactrev.faces.bench_gpu import gpu_report
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", type=int, default=10_000_000)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--mlp-steps", type=int, default=100)
+    parser.add_argument("--weights", type=int, default=10_000_000, help="weights in the step benchmarks")
+    parser.add_argument("--steps", type=int, default=100, help="steps timed in the step benchmarks")
+    parser.add_argument("--mlp-steps", type=int, nargs="*", default=[100],
+                        help="training steps T of the paper-MLP hypergradients (several allowed)")
+    parser.add_argument("--match-weights", type=int, default=1_000_000,
+                        help="weights in the CPU/GPU integer comparison (0 skips it)")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the CPU-path hypergradient")
+    parser.add_argument("--jax", nargs="*", default=[], choices=["store", "checkpoint", "segments"],
+                        help="also time JAX's unrolled autodiff on the device in these memory modes")
     args = parser.parse_args()
-    gpu_report(args.weights, args.steps, args.mlp_steps)
+    # the MLP's small kernels launch few blocks by design; numba-cuda warns about each launch shape
+    warnings.filterwarnings("ignore", message="Grid size", category=NumbaPerformanceWarning)
+    gpu_report(args.weights, args.steps, tuple(args.mlp_steps), match_weights=args.match_weights,
+               cpu=not args.no_cpu, jax_modes=tuple(args.jax))

@@ -7,6 +7,8 @@ host reads the results once, at the end. The MLP training loss with a per-weight
 training inputs as meta-parameters is built in (``MLPTrainingLoss``'s meta-parameters).
 """
 
+import time
+
 import numpy as np
 from numba import cuda
 
@@ -44,11 +46,13 @@ def hypergradient_cuda(meta: MetaParams, train_loss, valid_loss, noise, types, f
         return Xb
 
     def grad_fn(w, t):
-        mlp.run(w, batch(t), y_d[t], l2_d, zeros, want_grad=True, want_r=False)
+        mlp.run(w, batch(t), y_d[t], l2_d, zeros, want_grad=True, want_r=False, want_loss=False)
         return mlp.grad
 
+    t0 = time.perf_counter()
     opt.forward(grad_fn)
-    w_final = opt.weights
+    w_final = opt.weights   # copies to the host, so the forward run has finished
+    forward_s = time.perf_counter() - t0
     vmlp = CudaMLP(net, len(valid_loss.split))
     vmlp.run(d(w_final), d(valid_loss.split.X), d(valid_loss.split.y), d(np.zeros(P)), zeros,
              want_grad=True, want_r=False)
@@ -65,13 +69,14 @@ def hypergradient_cuda(meta: MetaParams, train_loss, valid_loss, noise, types, f
         K.sweep_pre_kernel[grid1, THREADS](dv, dw, lr_d, types_d, t, omg_d, u)
         opt.unstep_weights()
         w_t = opt.weights_device()
-        mlp.run(w_t, batch(t), y_d[t], l2_d, u, want_grad=True, want_r=True)
+        mlp.run(w_t, batch(t), y_d[t], l2_d, u, want_grad=True, want_r=True, want_loss=False)
         opt.unstep_velocity(mlp.grad)
         K.product_kernel[grid1, THREADS](dv, opt.velocity_device(v_buf), mlp.grad, tmp)
         K.group_sums_kernel[G, K.GROUP_THREADS](tmp, types_d, d_g[t])
         K.sweep_post_kernel[grid1, THREADS](dv, dw, mlp.hvp, mom_d, types_d, t, d_l2, u, l2_d, w_t)
         K.scatter_sub_rows_kernel[_grid2(B, net.sizes[0]), T2](d_X, idx_d[t], mlp.rda[0])
     opt.check()
+    reverse_s = time.perf_counter() - t0 - forward_s
     opt.verify_restored()
     restored = bool(np.array_equal(opt.w.copy_to_host(), w0_fixed))
     lr, g = schedule.lr, schedule.momenta
@@ -81,4 +86,5 @@ def hypergradient_cuda(meta: MetaParams, train_loss, valid_loss, noise, types, f
              "log_init_scale": np.bincount(types, weights=dw_h * w0, minlength=G),
              "momentum": d_g_h, "lr": d_lr_h, "log_l2": d_l2.copy_to_host(), "train_X": d_X.copy_to_host()}
     return HypergradResult(loss, grads, w_final, restored, 2 * T, T, int(2 * opt.counts.copy_to_host().sum()),
-                           {"forward_steps": T, "device": "cuda"})
+                           {"forward_steps": T, "device": "cuda", "forward_s": forward_s,
+                            "reverse_s": reverse_s})

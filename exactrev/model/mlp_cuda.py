@@ -44,8 +44,12 @@ class CudaMLP:
         self.grad = dev(net.n_params)
         self.hvp = dev(net.n_params)
 
-    def run(self, params, X, y, l2, vec, want_grad=True, want_r=True):
-        """Fill self.loss, self.grad, self.hvp and self.rda[0] (= R{dL/dX}); X is (B, n_0) on device."""
+    def run(self, params, X, y, l2, vec, want_grad=True, want_r=True, want_loss=True):
+        """Fill self.loss, self.grad, self.hvp and self.rda[0] (= R{dL/dX}); X is (B, n_0) on device.
+
+        want_loss=False skips the loss value (a serial sum over the parameters), which a training step
+        does not need.
+        """
         B, L = self.B, len(self.sizes) - 1
         self.acts[0] = X
         zero = self.racts[0]
@@ -63,7 +67,8 @@ class CudaMLP:
                                          self.racts[l + 1], want_r)
         K.softmax_ce_kernel[(B + 127) // 128, 128](self.pre[L], y, self.rpre[L], self.dz[L], self.rdz[L],
                                                    self.row_loss, want_grad, want_r)
-        K.l2_loss_kernel[1, 1](self.row_loss, params, l2, self.loss)
+        if want_loss:
+            K.l2_loss_kernel[1, 1](self.row_loss, params, l2, self.loss)
         if not want_grad:
             return
         for l in range(L - 1, -1, -1):

@@ -168,6 +168,8 @@ def test_kernels_compile_to_ptx_for_a_real_gpu():
 def test_gpu_benchmark_runs_on_the_simulator(capsys):
     from exactrev.faces.bench_gpu import gpu_report
 
-    figures = gpu_report(n=64, steps=2, mlp_steps=0)
+    figures = gpu_report(n=64, steps=2, mlp_steps=(), match_weights=50)
     assert figures["reversible"] > 0 and figures["float"] > 0 and figures["bandwidth"] > 0
+    assert figures["push_ns"] > 0 and figures["pop_ns"] > 0
+    assert figures["match"] == {"w": True, "v": True, "buffer": True, "restored": True}
     assert "reversible / float64 time" in capsys.readouterr().out

@@ -1,0 +1,29 @@
+"""The JAX peer computes the same hypergradients as exactrev on the same problem."""
+
+import pytest
+
+pytest.importorskip("jax")
+
+from exactrev.faces.bench_training import PaperProblem  # noqa: E402
+from exactrev.faces.peers_jax import MODES, jax_hypergradient, max_relative_difference  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def problem_and_ours():
+    prob = PaperProblem(steps=6, hidden=(7, 5), batch=20)
+    return prob, prob.hypergradient()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_jax_peer_agrees_with_exact_reversal(problem_and_ours, mode):
+    prob, ours = problem_and_ours
+    seconds, loss, grads, _ = jax_hypergradient(prob, mode)
+    assert seconds > 0
+    assert loss == pytest.approx(ours.loss, rel=1e-9)
+    assert grads["lr"].shape == ours.grads["lr"].shape
+    assert max_relative_difference(ours.grads, grads) < 1e-6
+
+
+def test_jax_peer_refuses_an_unknown_mode(problem_and_ours):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        jax_hypergradient(problem_and_ours[0], "unrolled")
