@@ -139,10 +139,12 @@ def weights_back_kernel(w, v, group, lr, t, commit, errs, flag):
 
 
 @cuda.jit
-def weights_redo_kernel(w, v, group, lr, t, flag):
-    """Undo weights_back_kernel of step t when that step's velocity half failed: w += round(a v)."""
+def weights_redo_kernel(w, v, group, lr, t, force, flag):
+    """Undo weights_back_kernel of step t: w += round(a v), when that step's velocity half failed, or
+    with ``force`` (the host's gradient function raised) while no earlier step has failed."""
     i = cuda.grid(1)
-    if i < w.shape[0] and flag[0] == STAGE_VELOCITY_BACK and flag[1] == t:
+    failed_here = flag[0] == STAGE_VELOCITY_BACK and flag[1] == t
+    if i < w.shape[0] and (failed_here or (force and flag[0] == 0)):
         w[i] += np.int64(_rounded_product(lr[t, group[i]], v[i]))
 
 

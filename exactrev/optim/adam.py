@@ -124,6 +124,9 @@ class ReversibleAdam(ReversibleRun):
     def weights(self):
         return self.fmt_w.to_float(self.w)
 
+    def state(self):
+        return {"w": self.w, "m": self.m, "s": self.s}
+
     def _update(self, t):
         """round(a (m/c1) / (sqrt(s/c2) + eps) * 2**frac_w), from the current m and s (checked)."""
         c1, c2 = self.schedule.bias_corrections
@@ -142,6 +145,7 @@ class ReversibleAdam(ReversibleRun):
 
     def step(self, grad):
         """Forward step t = self.t, grad = dL/dw at the current weights. Nothing changes on error."""
+        self._refuse_mid_unstep()
         t = self.t
         if t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {t} has none")
@@ -176,36 +180,48 @@ class ReversibleAdam(ReversibleRun):
 
     def unstep_weights(self):
         """First half of reversing step t-1: w <- (w + update) / (1 - a lam)."""
-        if self.t <= 0:
-            raise StepError("nothing to reverse: the optimiser is at step 0")
-        t = self.t - 1
+        t = self._begin_unstep("unstep_moments")
         w = check_sum(self.w, self._update(t), "w", t)
         decay = self.schedule.decay_fractions[t]
         if decay:
             group_apply(w, self.group, decay, self.buffer, True, "w")
         self.w = w
+        self._half_done = True
+
+    def redo_first(self, t):
+        """The exact inverse of unstep_weights for step t: w <- w (1 - a lam) - update."""
+        w = self.w.copy()
+        decay = self.schedule.decay_fractions[t]
+        if decay:
+            group_apply(w, self.group, decay, self.buffer, False, "w")
+        self.w = w - self._update(t)
+        self._half_done = False
 
     def unstep_moments(self, grad):
-        """Second half, with grad at the restored weights: undo s, then m; then t <- t-1."""
-        t = self.t - 1
-        gm, gs = self._grad_terms(grad, t)
-        sched, zeros = self.schedule, np.zeros_like(self.group)
-        s = self.s - gs
-        m = self.m - gm
-        group_apply(s, zeros, [sched.b2[t]], self.buffer, True, "s")
+        """Second half, with grad at the restored weights: undo s, then m; then t <- t-1. If it
+        fails, the weights are moved forward again, so the state is as before unstep_weights."""
+        t = self._begin_second_half("unstep_weights")
         try:
-            group_apply(m, zeros, [sched.b1[t]], self.buffer, True, "m")
-        except Exception:
-            group_apply(s, zeros, [sched.b2[t]], self.buffer, False, "s")
+            gm, gs = self._grad_terms(grad, t)
+            sched, zeros = self.schedule, np.zeros_like(self.group)
+            s = self.s - gs
+            m = self.m - gm
+            group_apply(s, zeros, [sched.b2[t]], self.buffer, True, "s")
+            try:
+                group_apply(m, zeros, [sched.b1[t]], self.buffer, True, "m")
+            except BaseException:
+                group_apply(s, zeros, [sched.b2[t]], self.buffer, False, "s")
+                raise
+        except BaseException:
+            self.redo_first(t)
             raise
         self.m, self.s, self.t = m, s, t
+        self._half_done = False
+
+    unstep_first, unstep_second = unstep_weights, unstep_moments
 
     def step_bits(self):
         return self.schedule.bits_per_step()
-
-    def unstep(self, grad_fn):
-        self.unstep_weights()
-        self.unstep_moments(grad_fn(self.weights, self.t - 1))
 
 
 __all__ = ["AdamSchedule", "ReversibleAdam"]

@@ -63,6 +63,9 @@ class ReversibleNesterov(ReversibleRun):
     def weights(self):
         return self.fmt.to_float(self.w)
 
+    def state(self):
+        return {"w": self.w, "v": self.v, "u": self.u}
+
     def _momenta(self, t):
         return [self.schedule.fraction(t, k) for k in range(self.schedule.groups)]
 
@@ -83,6 +86,7 @@ class ReversibleNesterov(ReversibleRun):
 
     def step(self, grad):
         """Forward step t = self.t with grad = dL/dw at :meth:`lookahead`. Nothing changes on error."""
+        self._refuse_mid_unstep()
         t = self.t
         if t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {t} has none")
@@ -106,19 +110,18 @@ class ReversibleNesterov(ReversibleRun):
 
     def unstep_state(self):
         """First half of reversing step t-1: restore w and v (then take the gradient at lookahead())."""
-        if self.t <= 0:
-            raise StepError("nothing to reverse: the optimiser is at step 0")
-        t = self.t - 1
+        t = self._begin_unstep("unstep_memory")
         a, omg = self.schedule.lr[t][self.group], self.schedule.one_minus_g[t][self.group]
         w = check_sum(self.w, -rint_checked(a * self.v, "a v", t), "w", t)
         v = check_sum(self.v, -rint_checked(omg * self.u, "(1 - g) u", t), "v", t)
         group_apply(v, self.group, self._momenta(t), self.buffer, True, "v")
         self.w, self.v = w, v
+        self._half_done = True
 
     def unstep_memory(self, grad):
         """Second half, with grad at lookahead(t-1): u <- (u + round((1-h) grad)) / h; then t <- t-1.
         If it fails, w and v are moved forward again, so the state is as before unstep_state."""
-        t = self.t - 1
+        t = self._begin_second_half("unstep_state")
         try:
             u = check_sum(self.u, self._grad_term(grad, t), "u", t)
             group_apply(u, self._zeros, [self.memory], self.buffer, True, "u")
@@ -128,16 +131,25 @@ class ReversibleNesterov(ReversibleRun):
             raise BufferMismatchError(
                 f"reversing step {t}: u would leave the fixed-point range, which it never did going "
                 f"forward; the gradient differs from the forward step's (not deterministic?): {exc}") from exc
-        except Exception:
+        except BaseException:
             self._redo_state(t)
             raise
         self.u, self.t = u, t
+        self._half_done = False
 
     def _redo_state(self, t):
+        """The exact inverse of unstep_state for step t."""
         a, omg = self.schedule.lr[t][self.group], self.schedule.one_minus_g[t][self.group]
-        group_apply(self.v, self.group, self._momenta(t), self.buffer, False, "v")
-        self.v = self.v + rint_checked(omg * self.u, "(1 - g) u", t)
+        v = self.v.copy()
+        group_apply(v, self.group, self._momenta(t), self.buffer, False, "v")
+        self.v = v + rint_checked(omg * self.u, "(1 - g) u", t)
         self.w = self.w + rint_checked(a * self.v, "a v", t)
+        self._half_done = False
+
+    unstep_first, redo_first = unstep_state, _redo_state
+
+    def unstep_second(self, grad):
+        self.unstep_memory(grad)
 
     def step_bits(self):
         """Entropy bound per weight per step: log2(1/h) + log2(1/g) (the largest group's g), float64[T]."""
@@ -146,10 +158,6 @@ class ReversibleNesterov(ReversibleRun):
 
     def gradient_point(self, t):
         return self.lookahead(t)
-
-    def unstep(self, grad_fn):
-        self.unstep_state()
-        self.unstep_memory(grad_fn(self.lookahead(self.t - 1), self.t - 1))
 
 
 __all__ = ["ReversibleNesterov", "as_memory", "DEFAULT_MEMORY"]

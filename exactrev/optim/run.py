@@ -8,8 +8,8 @@ from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedPointRangeError
 from ..kernels.fixed import MAX_MAGNITUDE
 from ..kernels.rans import WORD_BITS
+from .checks import HalfStep, StateFingerprint, as_gradient, as_step_count
 from .progress import progress_range
-from .sgd import StepError
 
 
 def rint_checked(x, name, t):
@@ -36,13 +36,18 @@ def check_sum(a, b, name, t):
     return total
 
 
-class ReversibleRun:
+class ReversibleRun(HalfStep):
     """Mixin. The optimiser provides ``schedule.steps``, ``t``, ``w``, ``weights``, ``buffer``,
-    ``_start`` (the buffer's snapshot at construction), ``step(grad)`` and:
+    ``step(grad)``, and:
 
+    - ``state()``: a dict of its state arrays (w, and its velocity or moments);
     - ``step_bits()``: the entropy bound per weight for each step, float64[T];
     - ``gradient_point(t)``: where step t takes its gradient (default: the weights);
-    - ``unstep(grad_fn)``: undo the last step, calling grad_fn once at the restored point.
+    - ``unstep_first()``, ``unstep_second(grad)`` and ``redo_first(t)``: the two halves of reversing
+      step t-1 and the exact inverse of the first (used when the gradient function raises).
+
+    ``_attach`` records the buffer's snapshot and the state's fingerprint, which ``reverse`` checks at
+    step 0.
     """
 
     def _attach(self, n, group, buffer):
@@ -56,19 +61,13 @@ class ReversibleRun:
         if self.buffer.n_lanes != n:
             raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
         self._start = self.buffer.snapshot()
+        self._start_state = StateFingerprint(**self.state())
         self.t = 0
 
     def _checked_grad(self, grad, t):
-        """grad as float64[N]; StepError naming the step (and weight) if its shape is wrong or a value
-        is NaN or infinite."""
-        grad = np.ascontiguousarray(grad, np.float64)
-        if grad.shape != self.w.shape:
-            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected {self.w.shape}")
-        bad = ~np.isfinite(grad)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise StepError(f"step {t}, weight {i}: gradient is {grad[i]!r}; nothing was written")
-        return grad
+        """grad as float64[N]; StepError naming the step (and weight) if it is not N real, finite
+        numbers."""
+        return as_gradient(grad, self.w.shape[0], t, finite=True)
 
     def gradient_point(self, t):
         return self.weights
@@ -76,22 +75,39 @@ class ReversibleRun:
     def forward(self, grad_fn, steps=None, progress=False):
         """Run ``steps`` steps (default: to the end of the schedule); grad_fn(w: float64[N], t) ->
         float64[N] must be deterministic. The buffer is sized once from the entropy bound."""
-        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        steps = as_step_count(steps, self.schedule.steps - self.t, "forward")
         bits = self.step_bits()[self.t:self.t + steps].sum()
         self.buffer.reserve(int(self.buffer.counts.max()) + int(np.ceil(bits / WORD_BITS)) + 4)
         for _ in progress_range(steps, progress, "forward"):
             self.step(grad_fn(self.gradient_point(self.t), self.t))
 
+    def unstep(self, grad_fn):
+        """Undo the last step, calling grad_fn once at the restored point. Atomic: if grad_fn raises
+        (KeyboardInterrupt included) or its gradient is refused, the state is as before the call."""
+        self.unstep_first()
+        t = self.t - 1
+        try:
+            grad = grad_fn(self.gradient_point(t), t)
+        except BaseException:
+            self.redo_first(t)
+            raise
+        self.unstep_second(grad)
+
     def reverse(self, grad_fn, steps=None, progress=False):
-        """Undo ``steps`` steps (default: all); at step 0, check the buffer is back at its start."""
-        steps = self.t if steps is None else int(steps)
-        if steps > self.t:
-            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        """Undo ``steps`` steps (default: all); at step 0, verify the buffer and the state."""
+        steps = as_step_count(steps, self.t, "reverse")
         for _ in progress_range(steps, progress, "reverse"):
             self.unstep(grad_fn)
-        if self.t == 0 and not self.buffer.matches(self._start):
+        if self.t == 0:
+            self.verify_restored()
+
+    def verify_restored(self):
+        """BufferMismatchError unless the buffer is back at its start and every state array is bit
+        for bit what the optimiser was constructed with."""
+        if not self.buffer.matches(self._start):
             raise BufferMismatchError("after reversal the information buffer differs from its initial "
                                       "state; the usual cause is a gradient that is not deterministic")
+        self._start_state.verify(**self.state())
 
     def bits_per_weight_step(self):
         """Buffer content added since construction, per weight per step taken."""

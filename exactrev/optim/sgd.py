@@ -4,9 +4,11 @@
     reverse step t:  w <- w - a_t v;   v <- (v + (1 - g_t) grad(w, t)) / g_t
 
 Every step is a bijection on (w, v, buffer) given the gradient, so ``reverse`` after ``forward``
-restores every bit of w_0 and v_0 and returns the buffer to the state it had at construction; when it
-does not (the usual cause: a gradient that is not deterministic) a BufferMismatchError is raised.
-Every step checks all weights before it writes any, so an error leaves the state unchanged.
+restores every bit of w_0 and v_0 and returns the buffer to the state it had at construction. At step 0
+the reversal verifies both: the buffer against its snapshot and (w, v) against a fingerprint taken at
+construction; when either differs (the usual cause: a gradient that is not deterministic) a
+BufferMismatchError is raised. Every step checks all weights before it writes any, and a reverse step
+whose gradient function raises (Ctrl-C included) is undone, so an error leaves the state unchanged.
 """
 
 import numpy as np
@@ -17,12 +19,9 @@ from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_M
                                 momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
                                 weights_back_kernel)
 from ..kernels.rans import WORD_BITS
+from .checks import HalfStep, StateFingerprint, StepError, as_gradient, as_step_count
 from .schedule import MomentumSchedule
 from .progress import progress_range
-
-
-class StepError(RuntimeError):
-    """A step cannot be taken (names the step, the weight index and the reason); nothing was written."""
 
 
 class FixedPointMomentum:
@@ -78,18 +77,15 @@ class FixedPointMomentum:
             return
         i = int(np.argmax(errs != 0))
         code = int(errs[i])
-        detail = f"w={self.weights[i]!r}, v={self.velocity[i]!r}"
+        detail = f"w={float(self.weights[i])!r}, v={float(self.velocity[i])!r}"
         if grad is not None:
-            detail += f", grad={grad[i]!r}"
+            detail += f", grad={float(grad[i])!r}"
         exc = FixedPointRangeError if code not in (ERR_GRAD_NOT_FINITE, ERR_BUFFER_UNDERFLOW) else StepError
         raise exc(f"{what} step {t}, weight {i} (group {self.group[i]}): {ERR_MESSAGES[code]} "
                   f"({detail}; range +-{self.fmt.max_value:.6g}); nothing was written")
 
     def _check_grad(self, grad, t):
-        grad = np.ascontiguousarray(grad, dtype=np.float64)
-        if grad.shape != (self.n_weights,):
-            raise StepError(f"step {t}: gradient has shape {grad.shape}, expected ({self.n_weights},)")
-        return grad
+        return as_gradient(grad, self.n_weights, t)
 
     def _next_step(self, grad):
         t = self.t
@@ -130,7 +126,7 @@ class PlainFixedSGD(FixedPointMomentum):
         return int(snap[1].nbytes + snap[2].nbytes)
 
 
-class ReversibleSGD(FixedPointMomentum):
+class ReversibleSGD(HalfStep, FixedPointMomentum):
     """Momentum SGD whose whole trajectory can be run backwards exactly.
 
     Takes the parameters of :class:`FixedPointMomentum`, plus ``buffer`` (an InfoBuffer to push into;
@@ -145,10 +141,12 @@ class ReversibleSGD(FixedPointMomentum):
         if self.buffer.n_lanes != n:
             raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")
         self._start = self.buffer.snapshot()
+        self._start_state = StateFingerprint(w=self.w, v=self.v)
 
     # -- one step ---------------------------------------------------------------------------------
     def step(self, grad) -> None:
         """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+        self._refuse_mid_unstep()
         t, grad = self._next_step(grad)
         self.buffer.ensure_free(1)
         args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
@@ -161,20 +159,19 @@ class ReversibleSGD(FixedPointMomentum):
 
     def unstep_weights(self) -> None:
         """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""
-        if self.t <= 0:
-            raise StepError("nothing to reverse: the optimiser is at step 0")
-        t = self.t - 1
+        t = self._begin_unstep("unstep_velocity")
         errs = np.zeros(self.n_weights, np.int8)
         weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], False, errs)
         self._raise_if(errs, t, None, "reverse")
         weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
+        self._half_done = True
 
     def unstep_velocity(self, grad) -> None:
         """Second half: v <- (v + (1-g) grad) / g with grad at the restored weights; then t <- t-1.
 
         If it fails, the weights are moved forward again, so the state is as before unstep_weights.
         """
-        t = self.t - 1
+        t = self._begin_second_half("unstep_weights")
         try:
             grad = self._check_grad(grad, t)
             self.buffer.ensure_free(1)
@@ -184,15 +181,17 @@ class ReversibleSGD(FixedPointMomentum):
             errs = np.zeros(self.n_weights, np.int8)
             velocity_back_kernel(*args, False, errs)
             self._raise_if(errs, t, grad, "reverse")
-        except Exception:
+        except BaseException:
             self._redo_weights(t)
             raise
         velocity_back_kernel(*args, True, errs)
         self.t = t
+        self._half_done = False
 
     def _redo_weights(self, t):
         # w <- w + a v: the exact inverse of weights_back_kernel (same rounded product)
         self.w += np.rint(self.schedule.lr[t][self.group] * self.v.astype(np.float64)).astype(np.int64)
+        self._half_done = False
 
     # -- whole runs -------------------------------------------------------------------------------
     def reserve_for(self, steps: int) -> None:
@@ -205,23 +204,30 @@ class ReversibleSGD(FixedPointMomentum):
 
         grad_fn(w: float64[N], t: int) -> float64[N] must be deterministic.
         """
-        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        steps = as_step_count(steps, self.schedule.steps - self.t, "forward")
         self.reserve_for(steps)
         for _ in progress_range(steps, progress, "forward"):
             self.step(grad_fn(self.weights, self.t))
 
     def unstep(self, grad_fn) -> np.ndarray:
-        """Reverse one step; returns the gradient it recomputed at the restored weights."""
+        """Reverse one step; returns the gradient it recomputed at the restored weights.
+
+        Atomic: if grad_fn raises (any exception, KeyboardInterrupt included) or its gradient is
+        refused, the state is exactly as before the call.
+        """
         self.unstep_weights()
-        grad = grad_fn(self.weights, self.t - 1)
+        t = self.t - 1
+        try:
+            grad = grad_fn(self.weights, t)
+        except BaseException:
+            self._redo_weights(t)
+            raise
         self.unstep_velocity(grad)
         return np.asarray(grad)
 
     def reverse(self, grad_fn, steps=None, progress=False) -> None:
         """Run ``steps`` reverse steps (default: back to step 0, then verify the buffer)."""
-        steps = self.t if steps is None else int(steps)
-        if steps > self.t:
-            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        steps = as_step_count(steps, self.t, "reverse")
         for _ in progress_range(steps, progress, "reverse"):
             self.unstep(grad_fn)
         if self.t == 0:
@@ -232,12 +238,14 @@ class ReversibleSGD(FixedPointMomentum):
         return self.buffer.matches(self._start)
 
     def verify_restored(self) -> None:
-        """Raise BufferMismatchError unless the buffer is back to its state at construction."""
+        """Raise BufferMismatchError unless the buffer is back to its state at construction and w, v
+        are bit for bit the values the optimiser was constructed with."""
         if not self.buffer_restored():
             i = self.buffer.first_mismatch(self._start)
             raise BufferMismatchError(
                 f"after reversal the information buffer differs from its initial state (first at "
                 f"weight {i}); the usual cause is a gradient function that is not deterministic")
+        self._start_state.verify(w=self.w, v=self.v)
 
     # -- accounting -------------------------------------------------------------------------------
     def bits_per_weight_step(self) -> float:

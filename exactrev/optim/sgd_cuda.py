@@ -18,6 +18,7 @@ from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels import cuda as K
 from ..kernels.momentum import ERR_MESSAGES
 from ..kernels.rans import CODE_LEN, WORD_BITS, code_table
+from .checks import HalfStep, StateFingerprint, as_step_count
 from .schedule import MomentumSchedule
 from .sgd import BufferMismatchError, StepError
 
@@ -40,7 +41,7 @@ def step_tables(schedule: MomentumSchedule, scale):
     return ci_n, ci_d, schedule.one_minus_g * scale
 
 
-class CudaReversibleSGD:
+class CudaReversibleSGD(HalfStep):
     """Momentum SGD on the GPU whose trajectory runs backwards exactly (same integers as the CPU).
 
     Parameters as :class:`ReversibleSGD`; ``seed_words`` as :class:`InfoBuffer`. The buffer gets room
@@ -68,6 +69,7 @@ class CudaReversibleSGD:
         self.heads, self.counts = cuda.to_device(host_buf.heads), cuda.to_device(host_buf.counts)
         self.words = cuda.to_device(host_buf.words)
         self._start = (host_buf.heads.copy(), host_buf.counts.copy())
+        self._start_state = StateFingerprint(w=w, v=v)
         tables = step_tables(schedule, fmt.scale)
         self.ci_n, self.ci_d, self.omg_scale = (cuda.to_device(a) for a in tables)
         self.lr = cuda.to_device(schedule.lr)
@@ -110,6 +112,7 @@ class CudaReversibleSGD:
 
     def step(self, grad_device) -> None:
         """Forward step t with the gradient at the current weights (float64 device array)."""
+        self._refuse_mid_unstep()
         if self.t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {self.t} has none")
         self._launch(K.momentum_forward_kernel, self.w, self.v, self.heads, self.counts, self.words,
@@ -118,16 +121,27 @@ class CudaReversibleSGD:
         self.t += 1
 
     def unstep_weights(self) -> None:
-        if self.t <= 0:
-            raise StepError("nothing to reverse: the optimiser is at step 0")
-        self._launch(K.weights_back_kernel, self.w, self.v, self.group, self.lr, self.t - 1)
+        """First half of reversing step t-1: w <- w - round(a v). Follow with :meth:`unstep_velocity`."""
+        t = self._begin_unstep("unstep_velocity")
+        self._launch(K.weights_back_kernel, self.w, self.v, self.group, self.lr, t)
+        self._half_done = True
 
     def unstep_velocity(self, grad_device) -> None:
+        """Second half, with the gradient at the restored weights; then t <- t-1. If the device finds
+        an error, the weights are moved forward again (see :meth:`check`)."""
+        t = self._begin_second_half("unstep_weights")
         self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.group,
-                     self.ci_n, self.ci_d, self.omg_scale, grad_device, self.t - 1)
+                     self.ci_n, self.ci_d, self.omg_scale, grad_device, t)
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
-                                                               self.t - 1, self.flag)
-        self.t -= 1
+                                                               t, False, self.flag)
+        self.t = t
+        self._half_done = False
+
+    def _redo_weights(self, t) -> None:
+        """The exact inverse of unstep_weights for step t (the gradient function raised)."""
+        K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
+                                                               t, True, self.flag)
+        self._half_done = False
 
     def check(self) -> None:
         """Raise if any step since construction failed on the device (one small device->host copy).
@@ -141,6 +155,7 @@ class CudaReversibleSGD:
         i = int(np.argmax(errs != 0))
         reversing = stage in (K.STAGE_WEIGHTS_BACK, K.STAGE_VELOCITY_BACK)
         self.t = t + 1 if reversing else t
+        self._half_done = False
         code = int(errs[i])
         exc = StepError if code in (1, 4, K.ERR_BUFFER_FULL) else FixedPointRangeError
         raise exc(f"{'reverse' if reversing else 'forward'} step {t}, weight {i}: {_MESSAGES[code]} "
@@ -149,18 +164,24 @@ class CudaReversibleSGD:
     # -- whole runs -------------------------------------------------------------------------------
     def forward(self, grad_fn, steps=None) -> None:
         """grad_fn(w_device, t) -> float64 device array; runs to the end of the schedule by default."""
-        steps = self.schedule.steps - self.t if steps is None else int(steps)
+        steps = as_step_count(steps, self.schedule.steps - self.t, "forward")
         for _ in range(steps):
             self.step(grad_fn(self.weights_device(), self.t))
         self.check()
 
     def reverse(self, grad_fn, steps=None) -> None:
-        steps = self.t if steps is None else int(steps)
-        if steps > self.t:
-            raise StepError(f"cannot reverse {steps} steps: only {self.t} were taken")
+        """Undo ``steps`` steps (default: all); at step 0, verify the buffer and (w, v). A reverse step
+        whose grad_fn raises (Ctrl-C included) is undone before the exception propagates."""
+        steps = as_step_count(steps, self.t, "reverse")
         for _ in range(steps):
             self.unstep_weights()
-            self.unstep_velocity(grad_fn(self.weights_device(), self.t - 1))
+            t = self.t - 1
+            try:
+                grad = grad_fn(self.weights_device(), t)
+            except BaseException:
+                self._redo_weights(t)
+                raise
+            self.unstep_velocity(grad)
         self.check()
         if self.t == 0:
             self.verify_restored()
@@ -170,6 +191,8 @@ class CudaReversibleSGD:
                     and np.array_equal(self.counts.copy_to_host(), self._start[1]))
 
     def verify_restored(self) -> None:
+        """BufferMismatchError unless the buffer and (w, v) are back, bit for bit, where they started."""
         if not self.buffer_restored():
             raise BufferMismatchError("after reversal the GPU information buffer differs from its initial "
                                       "state; the usual cause is a gradient that is not deterministic")
+        self._start_state.verify(w=self.w.copy_to_host(), v=self.v.copy_to_host())

@@ -41,7 +41,9 @@ def runs(draw):
     v0 = rng.normal(size=n) * draw(st.sampled_from([0.0, 1.0]))
     group = rng.integers(0, groups, n)
     curv = rng.uniform(0.0, 1.0, n)
-    frac_bits = draw(st.sampled_from([20, 42, 44]))
+    # 44 fractional bits leave a range of +-512: too narrow for weights of scale 100 drifting for 200
+    # steps (leaving the range is refused, and has its own tests)
+    frac_bits = draw(st.sampled_from([20, 42] if scale == 100.0 else [20, 42, 44]))
     return dict(w0=w0, v0=v0, group=group, lr=lr, mom=mom, curv=curv, frac_bits=frac_bits)
 
 

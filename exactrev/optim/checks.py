@@ -1,0 +1,104 @@
+"""Checks every reversible optimiser shares: reading a gradient, refusing half-finished reverse steps,
+and the fingerprint of the state a full reversal must return to.
+
+A reverse step has two halves (undo the weights; then, with the gradient recomputed at the restored
+weights, undo the velocity or moments). ``HalfStep`` tracks which half comes next so that a half is
+never applied twice or out of turn. ``StateFingerprint`` records a 128-bit BLAKE2b digest of every
+state array at construction (O(1) memory) and, at the end of a full reversal, names each array that did
+not come back bit for bit.
+"""
+
+import hashlib
+
+import numpy as np
+
+from ..exact.buffer import BufferMismatchError
+
+
+class StepError(RuntimeError):
+    """A step cannot be taken (names the step, the weight index and the reason); nothing was written."""
+
+
+def as_gradient(grad, n, t, finite=False) -> np.ndarray:
+    """``grad`` as a contiguous float64[n] array, or StepError naming step t: a value that is not a
+    real number (complex, text, objects), a wrong shape, and with ``finite`` a NaN or infinity."""
+    if np.iscomplexobj(grad):
+        raise StepError(f"step {t}: the gradient is complex; it must be real (float64[{n}])")
+    try:
+        out = np.ascontiguousarray(grad, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StepError(f"step {t}: the gradient cannot be read as float64 numbers ({exc})") from None
+    if out.shape != (n,):
+        raise StepError(f"step {t}: gradient has shape {out.shape}, expected ({n},)")
+    if finite:
+        bad = ~np.isfinite(out)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise StepError(f"step {t}, weight {i}: gradient is {float(out[i])!r}; nothing was written")
+    return out
+
+
+def as_step_count(steps, available, direction):
+    """``steps`` (None: all ``available``) as an int in [0, available]; StepError otherwise."""
+    if steps is None:
+        return available
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+        raise StepError(f"steps must be a whole number, got {steps!r}")
+    if not 0 <= steps <= available:
+        what = "remain in the schedule" if direction == "forward" else "were taken"
+        raise StepError(f"cannot run {int(steps)} {direction} steps: only {available} {what}")
+    return int(steps)
+
+
+class HalfStep:
+    """Mixin: which half of a reverse step comes next. ``_half_done`` is True between the halves."""
+
+    _half_done = False
+
+    def _begin_unstep(self, second_half):
+        """Check the first half of reversing step t-1 may start; returns t-1."""
+        if self._half_done:
+            raise StepError(f"the first half of reversing step {self.t - 1} is already done; call "
+                            f"{second_half} next (with the gradient at the restored weights)")
+        if self.t <= 0:
+            raise StepError("nothing to reverse: the optimiser is at step 0")
+        return self.t - 1
+
+    def _begin_second_half(self, first_half):
+        """Check the second half may run (its first half is done); returns the step t-1 it finishes."""
+        if not self._half_done:
+            raise StepError(f"call {first_half} first: the second half of a reverse step needs the "
+                            f"first (step {self.t}, {'nothing to reverse' if self.t == 0 else 'not started'})")
+        return self.t - 1
+
+    def _refuse_mid_unstep(self):
+        if self._half_done:
+            raise StepError(f"reversing step {self.t - 1} is half done: finish it before stepping forward")
+
+
+def _digest(a) -> bytes:
+    a = np.ascontiguousarray(a)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.data)
+    return h.digest()
+
+
+class StateFingerprint:
+    """Digests of named state arrays, e.g. ``StateFingerprint(w=w, v=v)``: 16 bytes each."""
+
+    def __init__(self, **arrays):
+        self.digests = {name: _digest(a) for name, a in arrays.items()}
+
+    def differing(self, **arrays):
+        """Names of the arrays whose digest differs from the recorded one."""
+        return [name for name, a in arrays.items() if _digest(a) != self.digests[name]]
+
+    def verify(self, **arrays):
+        """BufferMismatchError naming every array that is not bit for bit what was recorded."""
+        bad = self.differing(**arrays)
+        if bad:
+            raise BufferMismatchError(
+                f"the reversal reached step 0 but {', '.join(bad)} did not come back bit for bit to the "
+                "values the run started from; the usual cause is a gradient function that returned "
+                "other values on the way back than on the way forward (not deterministic)")
