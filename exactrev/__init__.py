@@ -9,7 +9,8 @@ Layers (each imports only those below it):
     faces/    command line, benchmark report, plots
 """
 
-from .exact.buffer import (BufferFileError, BufferMismatchError, BufferUnderflowError, InfoBuffer)
+from .exact.buffer import (BufferFileError, BufferMismatchError, BufferUnderflowError, InfoBuffer,
+                           ReversalUnderflowError)
 from .exact.fixedpoint import DEFAULT_FRAC_BITS, FixedFormat, FixedPointRangeError
 from .exact.rational import MAX_DENOMINATOR, HyperparameterError, as_momentum
 from .optim.adam import AdamSchedule, ReversibleAdam
@@ -20,7 +21,7 @@ from .optim.sgd import PlainFixedSGD, ReversibleSGD, StepError
 __version__ = "0.1.0"
 
 __all__ = [
-    "BufferFileError", "BufferMismatchError", "BufferUnderflowError", "InfoBuffer",
+    "BufferFileError", "BufferMismatchError", "BufferUnderflowError", "InfoBuffer", "ReversalUnderflowError",
     "DEFAULT_FRAC_BITS", "FixedFormat", "FixedPointRangeError", "MAX_DENOMINATOR",
     "HyperparameterError", "as_momentum", "MomentumSchedule", "ReversibleSGD", "StepError",
     "AdamSchedule", "ReversibleAdam", "PlainFixedSGD", "ReversibleNesterov",

@@ -39,6 +39,12 @@ class BufferMismatchError(RuntimeError):
     """After reversal the buffer is not back to the state it had before the forward run."""
 
 
+class ReversalUnderflowError(BufferMismatchError, BufferUnderflowError):
+    """A reverse step popped bits that no forward step pushed: the gradient (or the state) differs from
+    the forward run's, or the buffer is not the one the run pushed into. Both a mismatch and an
+    underflow, so either ``except`` clause catches it."""
+
+
 def _as_lane_array(x, n, name, dtype=np.int64):
     arr = np.asarray(x)
     if arr.ndim == 0:

@@ -47,7 +47,7 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     The buffer grows *before* its arrays are taken: the kernel must write into the current words array.
     """
     buffer.ensure_free(1)
-    arrays = (x, buffer.heads, buffer.counts, buffer.words, *extra)
+    arrays = (x, buffer.heads, buffer.counts, buffer.words, buffer.seed_words, *extra)
     errs = buffer.lane_flags()
     if kernel(*arrays, inverse, None, errs):
         try:

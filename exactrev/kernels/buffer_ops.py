@@ -5,8 +5,9 @@ Arrays (all owned by :class:`exactrev.exact.buffer.InfoBuffer`):
     counts int64[N]        number of 16-bit words on each lane's stack
     words  uint16[R, N]    word k of lane i at words[k, i] (row-major, so a step touches one row band)
 
-Kernels trust their inputs: the caller has checked the bases (1 <= M <= 2**16), the symbols
-(0 <= x < M) and that ``words`` has at least ``counts.max() + 1`` rows before a push.
+Kernels trust the bases (1 <= M <= 2**16) and the symbols (0 <= x < M), which the caller checks; they
+never read or write outside ``words``: a lane without a free row is not pushed (``push_kernel``
+returns how many), and one whose count exceeds the rows is not popped.
 """
 
 import numba as nb
@@ -21,13 +22,22 @@ stack_top, commit_stack = CPU.stack_top, CPU.commit_stack
 
 @nb.njit(parallel=True, cache=True)
 def push_kernel(heads, counts, words, symbols, bases):
-    """Push symbols[i] uniform over bases[i] onto lane i, for every lane. Bit-identical for any thread count."""
+    """Push symbols[i] uniform over bases[i] onto lane i, for every lane. Bit-identical for any thread count.
+
+    A lane whose stack has no free row (counts[i] >= words.shape[0]) is left unchanged; returns how many
+    lanes were left so (0 when the caller made room first, as InfoBuffer.push does).
+    """
+    full = 0
     for i in nb.prange(heads.shape[0]):
+        if counts[i] >= words.shape[0] or counts[i] < 0:
+            full += 1
+            continue
         s, emitted, word = push_symbol(heads[i], symbols[i], uniform_code(bases[i]))
         if emitted:
             words[counts[i], i] = np.uint16(word)
             counts[i] += 1
         heads[i] = s
+    return full
 
 
 @nb.njit(parallel=True, cache=True)
@@ -39,7 +49,7 @@ def pop_kernel(heads, counts, words, bases, floor, out, commit, errs):
     """
     for i in nb.prange(heads.shape[0]):
         x, s, needs = pop_symbol_head(heads[i], uniform_code(bases[i]))
-        if needs and counts[i] <= floor:
+        if needs and (counts[i] <= floor or counts[i] > words.shape[0]):
             errs[i] = 1
             continue
         if commit:

@@ -23,10 +23,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from .lanes import ERR_OK, build_lanes
+from .lanes import ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_OK, build_lanes  # noqa: F401
 
 GPU = build_lanes(cuda.jit(device=True, inline=True))
-ERR_BUFFER_FULL = 5
 STAGE_FORWARD, STAGE_WEIGHTS_BACK, STAGE_VELOCITY_BACK, STAGE_CONVERT = 1, 2, 3, 4
 
 _momentum_forward_lane = GPU.momentum_forward_lane
@@ -105,18 +104,20 @@ def pop_kernel(heads, counts, words, bases, floor, out, commit, errs):
 
 # -- momentum steps (t indexes the per-step tables) ------------------------------------------------
 @cuda.jit
-def momentum_forward_kernel(w, v, heads, counts, words, group, ci_n, ci_d, omg_scale, lr,
+def momentum_forward_kernel(w, v, heads, counts, words, floor, group, ci_n, ci_d, omg_scale, lr,
                             grad, t, commit, errs, flag):
     i = cuda.grid(1)
     if i >= w.shape[0] or flag[0] != 0:
         return
-    if counts[i] + 1 > words.shape[0]:
+    if counts[i] + 1 > words.shape[0] or counts[i] < 0:
         _fail(errs, i, ERR_BUFFER_FULL, flag, t, STAGE_FORWARD)
         return
     k = group[i]
     wn, vn, s, dcount, wrote, word, err = _momentum_forward_lane(
         w[i], v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, t, k),
         _code(ci_d, t, k), omg_scale[t, k], lr[t, k], grad[i])
+    if err == ERR_OK and counts[i] + dcount < floor:
+        err = ERR_BUFFER_UNDERFLOW
     if err != ERR_OK:
         _fail(errs, i, err, flag, t, STAGE_FORWARD)
     elif commit:
@@ -149,18 +150,20 @@ def weights_redo_kernel(w, v, group, lr, t, force, flag):
 
 
 @cuda.jit
-def velocity_back_kernel(v, heads, counts, words, group, ci_n, ci_d, omg_scale, grad, t,
+def velocity_back_kernel(v, heads, counts, words, floor, group, ci_n, ci_d, omg_scale, grad, t,
                          commit, errs, flag):
     i = cuda.grid(1)
     if i >= v.shape[0] or flag[0] != 0:
         return
-    if counts[i] + 1 > words.shape[0]:
+    if counts[i] + 1 > words.shape[0] or counts[i] < 0:
         _fail(errs, i, ERR_BUFFER_FULL, flag, t, STAGE_VELOCITY_BACK)
         return
     k = group[i]
     vn, s, dcount, wrote, word, err = _velocity_back_lane(
         v[i], heads[i], counts[i], _stack_top(words, counts, i), _code(ci_n, t, k),
         _code(ci_d, t, k), omg_scale[t, k], grad[i])
+    if err == ERR_OK and counts[i] + dcount < floor:
+        err = ERR_BUFFER_UNDERFLOW
     if err != ERR_OK:
         _fail(errs, i, err, flag, t, STAGE_VELOCITY_BACK)
     elif commit:

@@ -50,6 +50,7 @@ ERR_GRAD_NOT_FINITE = 1
 ERR_VELOCITY_RANGE = 2
 ERR_WEIGHT_RANGE = 3
 ERR_BUFFER_UNDERFLOW = 4
+ERR_BUFFER_FULL = 5
 
 
 def build_lanes(jit, mulhi_shr=None):
@@ -333,7 +334,10 @@ def build_lanes(jit, mulhi_shr=None):
     def rational_multiply_in_place(x, s, words, c, i, code_num, code_den):
         """rational_multiply_lane on lane i of a stack array: (x', s, c, err). Reads a word only when the
         pop needs one and writes one only when the push emits; with an error nothing is written and the
-        caller keeps x, s and c."""
+        caller keeps x, s and c. ERR_BUFFER_FULL when the stack has no free row (c >= words.shape[0]):
+        the lane never reads or writes outside ``words``."""
+        if c >= words.shape[0] or c < 0:
+            return x, s, c, np.int64(ERR_BUFFER_FULL)
         if out_of_range(x):
             return x, s, c, np.int64(ERR_VELOCITY_RANGE)
         y, s, c, err = pop_in_place(words, c, i, s, code_num)
@@ -346,6 +350,8 @@ def build_lanes(jit, mulhi_shr=None):
     @jit
     def rational_divide_in_place(x, s, words, c, i, code_num, code_den):
         """rational_divide_lane on lane i of a stack array, as rational_multiply_in_place."""
+        if c >= words.shape[0] or c < 0:
+            return x, s, c, np.int64(ERR_BUFFER_FULL)
         if out_of_range(x):
             return x, s, c, np.int64(ERR_VELOCITY_RANGE)
         r, s, c, err = pop_in_place(words, c, i, s, code_den)

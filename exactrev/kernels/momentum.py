@@ -13,14 +13,20 @@ One step, per weight i of parameter group k = group[i], with momentum g = n/d an
 The lane arithmetic lives in ``lanes.py`` (shared with the CUDA kernels); these are the CPU loops.
 Each kernel has a ``commit`` flag: with commit False it only fills ``errs`` (a dry run, so the caller
 checks every lane before any lane is written). Results are identical for any thread count.
+
+Every kernel that pops takes ``floor``, the buffer's seed words: a lane whose stack would end an
+operation below ``floor`` words has popped bits that nobody pushed, and fails with
+ERR_BUFFER_UNDERFLOW. (A forward multiply by n/d <= 1 may borrow a seed word inside the operation, but
+always ends at or above the floor.) A lane whose stack has no free row fails with ERR_BUFFER_FULL, so
+no kernel reads or writes outside ``words``.
 """
 
 import numba as nb
 import numpy as np
 
 from .buffer_ops import commit_stack, stack_top
-from .lanes import (ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_OK, ERR_VELOCITY_RANGE,  # noqa: F401
-                    ERR_WEIGHT_RANGE, MAX_MAGNITUDE)
+from .lanes import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_OK,  # noqa: F401
+                    ERR_VELOCITY_RANGE, ERR_WEIGHT_RANGE, MAX_MAGNITUDE)
 from .rans import CPU, code_table
 
 ERR_MESSAGES = {
@@ -28,6 +34,7 @@ ERR_MESSAGES = {
     ERR_VELOCITY_RANGE: "velocity would leave the fixed-point range",
     ERR_WEIGHT_RANGE: "weight would leave the fixed-point range",
     ERR_BUFFER_UNDERFLOW: "information buffer underflow (more popped than pushed)",
+    ERR_BUFFER_FULL: "information buffer full (no free row above the stack)",
 }
 
 code_at = CPU.code_at
@@ -45,16 +52,21 @@ nearest_multiply = CPU.nearest_multiply
 
 
 @nb.njit(parallel=True, cache=True)
-def momentum_forward_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr,
+def momentum_forward_kernel(w, v, heads, counts, words, floor, group, nums, dens, one_minus_g, lr,
                             grad, scale, commit, errs):
     """One forward step for every weight (see module docstring). grad is float64[N] at the current w."""
     ni = code_table(nums)
     di = code_table(dens)
     for i in nb.prange(w.shape[0]):
+        if counts[i] >= words.shape[0] or counts[i] < 0:
+            errs[i] = ERR_BUFFER_FULL
+            continue
         k = group[i]
         wn, vn, s, dcount, wrote, word, err = momentum_forward_lane(
             w[i], v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
             code_at(di, k), one_minus_g[k] * scale, lr[k], grad[i])
+        if err == ERR_OK and counts[i] + dcount < floor:
+            err = ERR_BUFFER_UNDERFLOW
         if err != ERR_OK:
             errs[i] = err
         elif commit:
@@ -74,16 +86,21 @@ def weights_back_kernel(w, v, group, lr, commit, errs):
 
 
 @nb.njit(parallel=True, cache=True)
-def velocity_back_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale,
+def velocity_back_kernel(v, heads, counts, words, floor, group, nums, dens, one_minus_g, grad, scale,
                          commit, errs):
     """Second half of a reverse step, given grad at the restored w: v <- (v + round((1-g) grad)) / g."""
     ni = code_table(nums)
     di = code_table(dens)
     for i in nb.prange(v.shape[0]):
+        if counts[i] >= words.shape[0] or counts[i] < 0:
+            errs[i] = ERR_BUFFER_FULL
+            continue
         k = group[i]
         vn, s, dcount, wrote, word, err = velocity_back_lane(
             v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
             code_at(di, k), one_minus_g[k] * scale, grad[i])
+        if err == ERR_OK and counts[i] + dcount < floor:
+            err = ERR_BUFFER_UNDERFLOW
         if err != ERR_OK:
             errs[i] = err
         elif commit:
@@ -100,14 +117,15 @@ def _ratio_lane(x, s, words, c, i, code_num, code_den, inverse):
 
 
 @nb.njit(parallel=True, cache=True)
-def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, errs):
+def rational_multiply_kernel(x, heads, counts, words, floor, num, den, inverse, skip, errs):
     """x <- x * num/den exactly (or its inverse) on every lane with skip[i] == 0, one ratio for all.
 
     One pass: a lane that fails sets errs[i] and writes nothing; the others are committed. Undo them
     with ``inverse`` flipped and ``skip = errs`` (each lane step is a bijection). Returns the number of
     failed lanes (an integer sum: the same for any thread count). ``skip`` may be None (no lane is
     skipped: a separate compilation without the test), or the same array as ``errs``: each lane reads
-    its own skip flag before it writes its own error. ``words`` needs a free row above every stack.
+    its own skip flag before it writes its own error. A lane without a free row above its stack fails
+with ERR_BUFFER_FULL; one that would end below ``floor`` words with ERR_BUFFER_UNDERFLOW.
     """
     code_num = uniform_code(num)
     code_den = uniform_code(den)
@@ -116,6 +134,8 @@ def rational_multiply_kernel(x, heads, counts, words, num, den, inverse, skip, e
         if skip is not None and skip[i]:
             continue
         y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, code_num, code_den, inverse)
+        if err == ERR_OK and c < floor:
+            err = ERR_BUFFER_UNDERFLOW
         if err != ERR_OK:
             errs[i] = err
             failed += 1
@@ -151,7 +171,7 @@ def plain_momentum_kernel(w, v, group, nums, dens, one_minus_g, lr, grad, scale,
 
 
 @nb.njit(parallel=True, cache=True)
-def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, inverse, skip, errs):
+def group_rational_multiply_kernel(x, heads, counts, words, floor, group, nums, dens, inverse, skip, errs):
     """x[i] <- x[i] * nums[k]/dens[k] exactly (or the inverse), k = group[i], on lanes with skip[i] == 0.
 
     One pass with per-lane errors, like :func:`rational_multiply_kernel`; undo with ``inverse``
@@ -167,6 +187,8 @@ def group_rational_multiply_kernel(x, heads, counts, words, group, nums, dens, i
         k = group[i]
         y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, code_at(ni, k), code_at(di, k),
                                    inverse)
+        if err == ERR_OK and c < floor:
+            err = ERR_BUFFER_UNDERFLOW
         if err != ERR_OK:
             errs[i] = err
             failed += 1

@@ -26,6 +26,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
+from .checks import reverse_half
 from .run import ReversibleRun, check_sum, rint_checked
 from .sgd import StepError
 
@@ -178,6 +179,7 @@ class ReversibleAdam(ReversibleRun):
             else:
                 group_apply(getattr(self, kind), b, a, self.buffer, True, kind)
 
+    @reverse_half
     def unstep_weights(self):
         """First half of reversing step t-1: w <- (w + update) / (1 - a lam)."""
         t = self._begin_unstep("unstep_moments")
@@ -197,6 +199,7 @@ class ReversibleAdam(ReversibleRun):
         self.w = w - self._update(t)
         self._half_done = False
 
+    @reverse_half
     def unstep_moments(self, grad):
         """Second half, with grad at the restored weights: undo s, then m; then t <- t-1. If it
         fails, the weights are moved forward again, so the state is as before unstep_weights."""

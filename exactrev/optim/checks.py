@@ -8,11 +8,12 @@ state array at construction (O(1) memory) and, at the end of a full reversal, na
 not come back bit for bit.
 """
 
+import functools
 import hashlib
 
 import numpy as np
 
-from ..exact.buffer import BufferMismatchError
+from ..exact.buffer import BufferMismatchError, BufferUnderflowError, ReversalUnderflowError
 
 
 class StepError(RuntimeError):
@@ -48,6 +49,24 @@ def as_step_count(steps, available, direction):
         what = "remain in the schedule" if direction == "forward" else "were taken"
         raise StepError(f"cannot run {int(steps)} {direction} steps: only {available} {what}")
     return int(steps)
+
+
+def reverse_half(method):
+    """Decorator for the halves of a reverse step: a buffer underflow there becomes a
+    ReversalUnderflowError naming the step (a reversal pops only what its forward steps pushed)."""
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        t = self.t - 1
+        try:
+            return method(self, *args, **kwargs)
+        except BufferUnderflowError as exc:
+            if isinstance(exc, ReversalUnderflowError):
+                raise
+            raise ReversalUnderflowError(
+                f"reversing step {t}: {exc}. A reversal pops only what its forward steps pushed, so the "
+                "gradient (or the state) differs from the forward run's (not deterministic?), or the "
+                "buffer is not the one this run pushed into") from exc
+    return wrapped
 
 
 class HalfStep:

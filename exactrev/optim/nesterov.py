@@ -25,6 +25,7 @@ from ..exact.buffer import BufferMismatchError
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..exact.rational_ops import group_apply
+from .checks import reverse_half
 from .run import ReversibleRun, check_sum, rint_checked
 from .schedule import MomentumSchedule
 from .sgd import StepError
@@ -108,6 +109,7 @@ class ReversibleNesterov(ReversibleRun):
             raise
         self.u, self.v, self.w, self.t = u, v, w, t + 1
 
+    @reverse_half
     def unstep_state(self):
         """First half of reversing step t-1: restore w and v (then take the gradient at lookahead())."""
         t = self._begin_unstep("unstep_memory")
@@ -118,6 +120,7 @@ class ReversibleNesterov(ReversibleRun):
         self.w, self.v = w, v
         self._half_done = True
 
+    @reverse_half
     def unstep_memory(self, grad):
         """Second half, with grad at lookahead(t-1): u <- (u + round((1-h) grad)) / h; then t <- t-1.
         If it fails, w and v are moved forward again, so the state is as before unstep_state."""

@@ -13,13 +13,13 @@ whose gradient function raises (Ctrl-C included) is undone, so an error leaves t
 
 import numpy as np
 
-from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
+from ..exact.buffer import BufferMismatchError, BufferUnderflowError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
-from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
+from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
                                 momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
                                 weights_back_kernel)
 from ..kernels.rans import WORD_BITS
-from .checks import HalfStep, StateFingerprint, StepError, as_gradient, as_step_count
+from .checks import HalfStep, StateFingerprint, StepError, as_gradient, as_step_count, reverse_half
 from .schedule import MomentumSchedule
 from .progress import progress_range
 
@@ -80,7 +80,8 @@ class FixedPointMomentum:
         detail = f"w={float(self.weights[i])!r}, v={float(self.velocity[i])!r}"
         if grad is not None:
             detail += f", grad={float(grad[i])!r}"
-        exc = FixedPointRangeError if code not in (ERR_GRAD_NOT_FINITE, ERR_BUFFER_UNDERFLOW) else StepError
+        exc = (BufferUnderflowError if code == ERR_BUFFER_UNDERFLOW else
+               StepError if code in (ERR_GRAD_NOT_FINITE, ERR_BUFFER_FULL) else FixedPointRangeError)
         raise exc(f"{what} step {t}, weight {i} (group {self.group[i]}): {ERR_MESSAGES[code]} "
                   f"({detail}; range +-{self.fmt.max_value:.6g}); nothing was written")
 
@@ -149,8 +150,9 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         self._refuse_mid_unstep()
         t, grad = self._next_step(grad)
         self.buffer.ensure_free(1)
-        args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
-                *self._row(t)[:3], self.schedule.lr[t], grad, self.fmt.scale)
+        args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
+                self.buffer.seed_words, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
+                self.fmt.scale)
         errs = np.zeros(self.n_weights, np.int8)
         momentum_forward_kernel(*args, False, errs)
         self._raise_if(errs, t, grad, "forward")
@@ -166,6 +168,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
         self._half_done = True
 
+    @reverse_half
     def unstep_velocity(self, grad) -> None:
         """Second half: v <- (v + (1-g) grad) / g with grad at the restored weights; then t <- t-1.
 
@@ -176,8 +179,8 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             grad = self._check_grad(grad, t)
             self.buffer.ensure_free(1)
             nums, dens, omg, _ = self._row(t)
-            args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.group,
-                    nums, dens, omg, grad, self.fmt.scale)
+            args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
+                    self.buffer.seed_words, self.group, nums, dens, omg, grad, self.fmt.scale)
             errs = np.zeros(self.n_weights, np.int8)
             velocity_back_kernel(*args, False, errs)
             self._raise_if(errs, t, grad, "reverse")

@@ -13,7 +13,7 @@ loaded and popped on the CPU, bit for bit what the CPU kernels would have produc
 import numpy as np
 from numba import cuda
 
-from ..exact.buffer import InfoBuffer
+from ..exact.buffer import BufferUnderflowError, InfoBuffer, ReversalUnderflowError
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels import cuda as K
 from ..kernels.momentum import ERR_MESSAGES
@@ -116,7 +116,7 @@ class CudaReversibleSGD(HalfStep):
         if self.t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {self.t} has none")
         self._launch(K.momentum_forward_kernel, self.w, self.v, self.heads, self.counts, self.words,
-                     self.group, self.ci_n, self.ci_d, self.omg_scale, self.lr,
+                     self.seed_words, self.group, self.ci_n, self.ci_d, self.omg_scale, self.lr,
                      grad_device, self.t)
         self.t += 1
 
@@ -130,7 +130,8 @@ class CudaReversibleSGD(HalfStep):
         """Second half, with the gradient at the restored weights; then t <- t-1. If the device finds
         an error, the weights are moved forward again (see :meth:`check`)."""
         t = self._begin_second_half("unstep_weights")
-        self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.group,
+        self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.seed_words,
+                     self.group,
                      self.ci_n, self.ci_d, self.omg_scale, grad_device, t)
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
                                                                t, False, self.flag)
@@ -157,7 +158,10 @@ class CudaReversibleSGD(HalfStep):
         self.t = t + 1 if reversing else t
         self._half_done = False
         code = int(errs[i])
-        exc = StepError if code in (1, 4, K.ERR_BUFFER_FULL) else FixedPointRangeError
+        if code == K.ERR_BUFFER_UNDERFLOW:
+            exc = ReversalUnderflowError if reversing else BufferUnderflowError
+        else:
+            exc = StepError if code in (1, K.ERR_BUFFER_FULL) else FixedPointRangeError
         raise exc(f"{'reverse' if reversing else 'forward'} step {t}, weight {i}: {_MESSAGES[code]} "
                   f"(on the GPU); nothing was written from that step on")
 

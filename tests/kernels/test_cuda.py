@@ -142,10 +142,10 @@ PTX_SCRIPT = textwrap.dedent("""
     from numba.cuda import compile_ptx
     from exactrev.kernels import cuda as K
     i64, f64, u16, i8 = nt.int64, nt.float64, nt.uint16, nt.int8
-    sig = (i64[:], i64[:], i64[:], i64[:], u16[:, :], i64[:], i64[:, :, :], i64[:, :, :],
+    sig = (i64[:], i64[:], i64[:], i64[:], u16[:, :], i64, i64[:], i64[:, :, :], i64[:, :, :],
            f64[:, :], f64[:, :], f64[:], i64, nt.boolean, i8[:], i64[:])
     ptx, _ = compile_ptx(K.momentum_forward_kernel.py_func, sig, cc=(9, 0))
-    sig = (i64[:], i64[:], i64[:], u16[:, :], i64[:], i64[:, :, :], i64[:, :, :],
+    sig = (i64[:], i64[:], i64[:], u16[:, :], i64, i64[:], i64[:, :, :], i64[:, :, :],
            f64[:, :], f64[:], i64, nt.boolean, i8[:], i64[:])
     ptx2, _ = compile_ptx(K.velocity_back_kernel.py_func, sig, cc=(9, 0))
     sig = (i64[:], i64[:], u16[:, :], i64[:], i64[:])

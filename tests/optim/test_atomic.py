@@ -184,3 +184,17 @@ def test_a_complex_gradient_is_refused():
         opt.step(np.ones(3) * (1 + 1j))
     with pytest.raises(StepError, match="float64"):
         opt.step(np.array(["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("kind", sorted(STATE))
+def test_reversing_steps_that_were_never_taken_underflows_at_the_first_step(kind):
+    """A fresh buffer holds no bits: the first reverse step already pops bits nobody pushed."""
+    from exactrev import BufferUnderflowError
+
+    opt = make(kind, 8, 400, 3)
+    grad = bowl(np.ones(8))
+    opt.t = 400                       # pretend to be at the end of a run whose buffer was lost
+    before = optimizer_state(opt, *STATE[kind])
+    with pytest.raises(BufferUnderflowError, match="reversing step 399"):
+        opt.unstep(grad)
+    assert_optimizer_state(opt, before)
