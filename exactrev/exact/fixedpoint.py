@@ -52,7 +52,7 @@ class FixedFormat:
         if errs.any():
             i = int(np.argmax(errs))
             raise FixedPointRangeError(
-                f"{name}[{i}] = {flat[i]!r} cannot be stored in fixed point with frac_bits="
+                f"{name}[{i}] = {float(flat[i])!r} cannot be stored in fixed point with frac_bits="
                 f"{self.frac_bits} (range +-{self.max_value:.6g}, NaN/inf refused)")
         return out.reshape(np.shape(x))
 

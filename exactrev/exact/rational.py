@@ -20,8 +20,12 @@ class HyperparameterError(ValueError):
     """A hyperparameter is out of its domain (named in the message)."""
 
 
-def as_momentum(g, name="momentum") -> Fraction:
-    """Exact fraction n/d for a momentum g in (0, 1]; floats are rounded to d <= 2**16."""
+def as_momentum(g, name="momentum", tolerance=None) -> Fraction:
+    """Exact fraction n/d for a momentum g in (0, 1]; floats are rounded to d <= 2**16.
+
+    With ``tolerance`` (e.g. 0.01), a float g < 1 whose 1 - g the fraction misses by more than that
+    relative amount is refused, naming the limit (1 - g below about 1/65536 cannot be represented).
+    """
     if isinstance(g, Fraction):
         frac = g
         if frac.denominator > MAX_DENOMINATOR:
@@ -37,8 +41,24 @@ def as_momentum(g, name="momentum") -> Fraction:
     else:
         raise HyperparameterError(f"{name} = {g!r} must be a float or a Fraction")
     if not 0 < frac <= 1:
-        raise HyperparameterError(f"{name} = {g!r} (as {frac}) must lie in (0, 1]")
+        raise HyperparameterError(f"{name} = {float(g)!r} (as {frac}) must lie in (0, 1]")
+    if tolerance is not None and not isinstance(g, Fraction) and float(g) < 1:
+        check_complement(float(g), frac, f"{name} = {float(g)!r}", tolerance, f"1 - {name.split()[0]}")
     return frac
+
+
+def check_complement(g: float, frac: Fraction, name, tolerance=0.01, complement=None):
+    """HyperparameterError unless 1 - frac is within ``tolerance`` (relative) of the requested 1 - g.
+
+    ``complement`` names 1 - g in the message (default "1 - name")."""
+    want = 1.0 - g
+    got = float(1 - frac)
+    if abs(got - want) > tolerance * want:
+        what = complement or f"1 - {name}"
+        raise HyperparameterError(
+            f"{name}: {what} = {want:.4g} becomes {got:.4g} with the exact fraction {frac} (denominator "
+            f"<= {MAX_DENOMINATOR}), {abs(got - want) / want:.0%} off; {what} below about "
+            f"1/{MAX_DENOMINATOR} = {1 / MAX_DENOMINATOR:.3g} cannot be represented within {tolerance:.0%}")
 
 
 def bits_per_multiplication(frac: Fraction) -> float:

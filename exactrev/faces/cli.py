@@ -24,6 +24,16 @@ def _positive_float(text):
     return value
 
 
+def _nonneg_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def _widths(text):
     try:
         widths = tuple(int(x) for x in text.split(","))
@@ -51,7 +61,7 @@ def build_parser():
     demo.add_argument("--lr", type=_positive_float, default=0.5, help="learning rate (default 0.5)")
     demo.add_argument("--momentum", type=_positive_float, default=0.9,
                       help="momentum in (0, 1], made an exact fraction (default 0.9)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     hyp = sub.add_parser(
@@ -66,7 +76,8 @@ def build_parser():
     hyp.add_argument("--n-train", type=_positive_int, default=1000, help="training examples")
     hyp.add_argument("--n-valid", type=_positive_int, default=400, help="validation examples")
     hyp.add_argument("--hidden", type=_widths, default=(50, 50, 50), help="hidden widths, comma-separated")
-    hyp.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
+    hyp.add_argument("--activation", choices=["tanh", "relu"], default="tanh",
+                     help="nonlinearity of the hidden layers")
     hyp.add_argument("--batch", type=_positive_int, default=200, help="mini-batch size")
     hyp.add_argument("--steps", type=_positive_int, default=100, help="training steps T")
     hyp.add_argument("--meta-iters", type=_positive_int, default=50, help="meta-iterations of Adam")
@@ -90,7 +101,7 @@ def build_parser():
                           "or storing the whole trajectory")
     hyp.add_argument("--snapshots", type=_positive_int, default=None,
                      help="snapshots c for --method checkpoint (default ceil(sqrt(steps)))")
-    hyp.add_argument("--seed", type=int, default=0, help="random seed (data split, init noise, batches)")
+    hyp.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (data split, init noise, batches)")
     hyp.add_argument("--out", default="exactrev-out", help="output folder")
     hyp.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -108,6 +119,7 @@ def build_parser():
     bench.add_argument("--out", default=".", help="folder for compare.png (default: here)")
     bench.add_argument("--time-limit", type=_positive_float, default=300.0,
                        help="longest single run in --compare, in seconds; longer ones are estimated")
+    parser.subcommands = {"demo": demo, "hyperopt": hyp, "bench": bench}
     return parser
 
 
@@ -122,10 +134,10 @@ def main(argv=None):
             ok = run_demo(steps=args.steps, hidden=args.hidden, batch=args.batch, lr=args.lr,
                           momentum=args.momentum, seed=args.seed, progress=not args.no_progress)
         except (HyperparameterError, ValueError) as exc:
-            parser.error(str(exc))
+            parser.subcommands["demo"].error(str(exc))
         return 0 if ok else 1
     if args.command == "hyperopt":
-        return _hyperopt(parser, args)
+        return _hyperopt(parser.subcommands["hyperopt"], args)
     if args.command == "bench":
         from .bench_buffer import buffer_report
         from .bench_training import training_report
@@ -157,9 +169,52 @@ def main(argv=None):
     return 0
 
 
-def _hyperopt(parser, args):
+def _winner(learned, constant):
+    return "learned wins" if learned < constant else "constant wins" if constant < learned else "a tie"
+
+
+def _flag(field):
+    return "--" + field.replace("_", "-")
+
+
+def _writable_folder(path):
+    """Create ``path`` if needed and check a file can be written there; returns an error or None."""
+    import os
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"argument --out: cannot write to {path!r}: {exc.strerror or exc}"
+    return None
+
+
+def _load_data(args):
+    """The dataset named by --data, or a one-line error naming --data."""
+    import zipfile
+
     from ..hyper.data import load_digits, load_mnist
-    from ..hyper.hyperopt import HyperoptConfig, run_hyperopt
+
+    if args.data == "digits":
+        return load_digits(args.n_train, args.n_valid, args.seed)
+    try:
+        return load_mnist(args.data, args.n_train, args.n_valid, args.seed)
+    except KeyError:
+        raise ValueError(f"argument --data: {args.data!r} lacks an array: an .npz needs x_train, y_train, "
+                         "x_test and y_test") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"argument --data: cannot read {args.data!r}: {exc}") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(f"argument --data: {args.data!r} is not an .npz archive of arrays") from None
+        raise ValueError(f"argument --data: {exc}") from None
+
+
+def _hyperopt(parser, args):
+    from ..hyper.hyperopt import (ConfigError, HyperoptConfig, InitialSettingsError, MetaDivergenceError,
+                                  run_hyperopt)
     from .report_files import write_outputs
 
     default_lr = 0.3 if args.optimizer in ("sgd", "nesterov") else 0.01
@@ -173,26 +228,41 @@ def _hyperopt(parser, args):
                          snapshots=args.snapshots, seed=args.seed)
     try:
         cfg.check()
-        if args.data == "digits":
-            data = load_digits(args.n_train, args.n_valid, args.seed)
-        else:
-            data = load_mnist(args.data, args.n_train, args.n_valid, args.seed)
-        if args.batch > len(data.train):
-            raise ValueError(f"--batch {args.batch} is larger than the {len(data.train)} training examples")
+    except ConfigError as exc:
+        parser.error(f"argument {_flag(exc.field)}: {exc.message}")
+    try:
+        data = _load_data(args)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
+    if args.batch > len(data.train):
+        parser.error(f"argument --batch: {args.batch} is larger than the {len(data.train)} training examples")
+    problem = _writable_folder(args.out)
+    if problem:
+        parser.error(problem)
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
           f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "
           f"{args.meta_iters} meta-iterations of Adam, optimizer={args.optimizer}, method={args.method}")
-    result = run_hyperopt(data, cfg, progress=not args.no_progress)
-    first, last = result.curve[0]["valid_loss"], result.curve[-1]["valid_loss"]
+    try:
+        result = run_hyperopt(data, cfg, progress=not args.no_progress, log_folder=args.out)
+    except InitialSettingsError as exc:
+        parser.error(f"training with the initial settings (--init-lr {init_lr:g}, --init-scale "
+                     f"{args.init_scale:g}, --init-momentum {args.init_momentum:g}) fails: "
+                     f"{str(exc).splitlines()[0]}; lower --init-lr or --init-scale")
+    except MetaDivergenceError as exc:
+        print(f"exactrev hyperopt: error: {exc}; lower --meta-lr. The meta-iterations so far are in "
+              f"{args.out}/meta_log.jsonl and meta_params.npz", file=sys.stderr)
+        return 1
+    done = [c for c in result.curve if "valid_loss" in c]
+    first, last = done[0]["valid_loss"], done[-1]["valid_loss"]
     learned, best = result.learned, result.baseline["best"]
-    print(f"meta-curve: validation loss {first:.4f} -> {last:.4f}; every reversal restored w_0 bit for "
-          f"bit: {all(c['restored'] for c in result.curve)}")
+    restored = (f"; every reversal restored w_0 bit for bit: {all(c['restored'] for c in done)}"
+                if args.method == "reversal" else "")
+    print(f"meta-curve: validation loss {first:.4f} -> {last:.4f}{restored}")
     print(f"held-out test: learned {learned['test_loss']:.4f} loss / {100 * learned['test_error']:.2f}% "
           f"error vs best constant (lr={best['lr']:.3g}, momentum={best['momentum']}) {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
-          f"({'learned wins' if learned['test_loss'] < best['test_loss'] else 'constant wins'})")
+          f"(by test loss: {_winner(learned['test_loss'], best['test_loss'])}; by test error: "
+          f"{_winner(learned['test_error'], best['test_error'])})")
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
     print(f"total {result.seconds:.1f} s")

@@ -89,7 +89,8 @@ def plot_meta_curve(result, path):
     """Validation loss per meta-iteration, with the best constant schedule's for reference."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    ax.plot([c["valid_loss"] for c in result.curve], marker=".", label="learned (validation loss at w_T)")
+    ax.plot([c["valid_loss"] for c in result.curve if "valid_loss" in c], marker=".",
+            label="learned (validation loss at w_T)")
     best = result.baseline["best"]
     ax.axhline(best["valid_loss"], color="grey", linestyle=":",
                label=f"best constant: lr={best['lr']:.3g}, momentum={best['momentum']}")

@@ -61,7 +61,7 @@ class MetaParams:
         return self.log_lr.shape[0]
 
     def schedule(self) -> MomentumSchedule:
-        return MomentumSchedule.build(np.exp(self.log_lr), sigmoid(self.logit_momentum))
+        return MomentumSchedule.build(np.exp(self.log_lr), sigmoid(self.logit_momentum), tolerance=None)
 
     def copy(self):
         return MetaParams(self.log_lr.copy(), self.logit_momentum.copy(), self.log_init_scale.copy())

@@ -49,7 +49,7 @@ class AdamMetaParams:
 
     def schedule(self) -> AdamSchedule:
         T, G = self.log_lr.shape
-        return AdamSchedule.build(np.exp(self.log_lr), T, G, b1=sigmoid(self.logit_b1),
+        return AdamSchedule.build(np.exp(self.log_lr), T, G, tolerance=None, b1=sigmoid(self.logit_b1),
                                   b2=sigmoid(self.logit_b2), eps=np.exp(self.log_eps),
                                   weight_decay=np.exp(self.log_weight_decay))
 
@@ -131,6 +131,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     b1 = np.array([float(b) for b in sched.b1])
     b2 = np.array([float(b) for b in sched.b2])
     lam = sched.weight_decay
+    applied = sched.applied_decay()   # the exact fractions the forward steps multiplied w by
     dm, ds = np.zeros_like(dw), np.zeros_like(dw)
     d_lr, d_lam = np.zeros((T, G)), np.zeros((T, G))
     d_b1, d_b2, d_eps, d_c1, d_c2 = (np.zeros(T) for _ in range(5))
@@ -138,7 +139,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     for t in range(T - 1, -1, -1):
         a = sched.lr[t][types]
         lam_t = lam[t][types]
-        rho = 1.0 - a * lam_t
+        rho = applied[t][types]
         m1, s1 = traj.state()
         m_hat, s_hat = m1 / c1[t], s1 / c2[t]
         root = np.sqrt(s_hat)

@@ -8,12 +8,17 @@ momenta, as many training runs as there are meta-iterations, is the baseline; bo
 the held-out test split.
 """
 
+import copy
+import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..exact.fixedpoint import FixedFormat
+from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
+from ..exact.rational import HyperparameterError, as_momentum
+from ..optim.checks import StepError
 from ..model.mlp import MLP
 from ..optim.sgd import ReversibleSGD
 from .data import Dataset
@@ -44,22 +49,60 @@ class HyperoptConfig:
     nesterov_memory: float = 1 / 256
 
     def check(self):
+        """ConfigError naming the first field whose value cannot work, before anything runs."""
         positive = dict(batch=self.batch, steps=self.steps, meta_iters=self.meta_iters)
         for name, value in positive.items():
             if int(value) < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise ConfigError(name, f"must be >= 1, got {value}")
+        if int(self.seed) < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
         for name in ("meta_lr", "init_lr", "init_scale", "init_l2"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        if not 0 < self.init_momentum < 1:
-            raise ValueError(f"init_momentum must lie in (0, 1), got {self.init_momentum}")
+                raise ConfigError(name, f"must be a finite number > 0, got {value}")
+        if self.meta_lr > MAX_META_LR:
+            raise ConfigError("meta_lr", f"{self.meta_lr:g} is above {MAX_META_LR}: each meta-step moves "
+                              f"every log learning rate and logit momentum by up to meta_lr, a factor "
+                              f"e**{self.meta_lr:g} per step")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not 0 < self.nesterov_memory < 1:
-            raise ValueError(f"nesterov_memory must lie in (0, 1), got {self.nesterov_memory}")
+            raise ConfigError("optimizer", f"must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("init_momentum", "nesterov_memory"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise ConfigError(name, f"must lie in (0, 1), got {value}")
+            try:
+                frac = as_momentum(value, name=name, tolerance=0.01)
+            except HyperparameterError as exc:
+                raise ConfigError(name, str(exc)) from None
+            if frac in (0, 1):
+                raise ConfigError(name, f"{value} rounds to {frac}; it must lie strictly in (0, 1)")
         if self.optimizer != "sgd" and self.method != "reversal":
-            raise ValueError(f"--method {self.method} is available for sgd only")
+            raise ConfigError("method", f"{self.method} is available for the sgd optimizer only")
+        if self.snapshots is not None and self.method != "checkpoint":
+            raise ConfigError("snapshots", "applies to method 'checkpoint' only")
+
+
+class ConfigError(ValueError):
+    """A HyperoptConfig field that cannot work; ``field`` names it."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class InitialSettingsError(ValueError):
+    """Training with the initial hyperparameters fails (leaves the fixed-point range, say)."""
+
+
+class MetaDivergenceError(RuntimeError):
+    """Training kept failing after the meta learning rate was halved MAX_RETRIES times in a row."""
+
+
+# what a meta-step can break in training: handled by stepping back with a smaller meta learning rate
+DIVERGENCE = (FixedPointRangeError, HyperparameterError, StepError, FloatingPointError)
+MAX_RETRIES = 20
+MAX_META_LR = 10.0
+DIVERGED_RATIO = 4.0   # a validation loss over this multiple of the best so far counts as diverged
 
 
 @dataclass
@@ -200,7 +243,8 @@ class HyperoptResult:
     type_names: list
     meta: MetaParams
     log_l2_per_layer: np.ndarray
-    curve: list            # per meta-iteration: dict(valid_loss, grad_norm, seconds)
+    curve: list            # per meta-iteration: dict(valid_loss, grad_norm, seconds, ...), or
+                           # dict(diverged=True, message, meta_lr) for a meta-step taken back
     learned: dict          # final evaluation of the learned hyperparameters
     baseline: dict         # best constant schedule from the grid, and the grid itself
     seconds: float
@@ -247,12 +291,43 @@ def constant_grid(budget, centre_lr=0.3, momenta=_SGD.grid_momenta, lr_range=_SG
     return [(float(lr), g) for g in momenta for lr in lrs]
 
 
+class MetaLog:
+    """Per-meta-iteration records as JSON lines in ``folder/meta_log.jsonl`` (flushed as they come),
+    and the latest meta-parameters in ``folder/meta_params.npz``, so a failed or interrupted job keeps
+    what it computed. ``folder=None`` keeps the records in memory only."""
+
+    def __init__(self, folder=None):
+        self.folder = folder
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            open(os.path.join(folder, "meta_log.jsonl"), "w").close()
+
+    def write(self, record, params):
+        if self.folder is None:
+            return
+        with open(os.path.join(self.folder, "meta_log.jsonl"), "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        tmp = os.path.join(self.folder, "meta_params.tmp.npz")
+        np.savez(tmp, meta_iter=record["meta_iter"], **params)
+        os.replace(tmp, os.path.join(self.folder, "meta_params.npz"))
+
+
 def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress=True,
-                 log=print) -> HyperoptResult:
-    """Optimise the hyperparameters on ``data`` and compare with the best constant schedule."""
+                 log=print, log_folder=None) -> HyperoptResult:
+    """Optimise the hyperparameters on ``data`` and compare with the best constant schedule.
+
+    Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). When training after a
+    meta-step leaves the fixed-point range, gets an invalid schedule, or reaches a validation loss that
+    is not finite or over DIVERGED_RATIO times the best so far, the run goes back to the best
+    meta-parameters so far (and the meta-optimiser's state there), halves the meta learning rate and
+    steps again; a record with ``"diverged"`` says so. After MAX_RETRIES halvings in a row it stops with
+    MetaDivergenceError. If training fails with the initial settings, InitialSettingsError says so
+    before any meta-step.
+    """
     from tqdm.auto import tqdm
 
     cfg.check()
+    meta_log = MetaLog(log_folder)
     start = time.perf_counter()
     prob = _Problem(data, cfg)
     net = prob.net
@@ -265,18 +340,52 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     adam = Adam(cfg.meta_lr)
     curve = []
     bar = tqdm(range(cfg.meta_iters), desc="meta-iterations", disable=not progress)
+    best = None   # (loss, params, meta-optimiser, grads) at the best meta-iteration so far
     for m in bar:
         t0 = time.perf_counter()
-        res = family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid, prob.noise,
-                                   prob.types, cfg)
+        for retry in range(MAX_RETRIES + 1):
+            try:
+                res = family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid,
+                                           prob.noise, prob.types, cfg)
+                if not np.isfinite(res.loss):
+                    raise FloatingPointError(f"validation loss is {res.loss}")
+                if best is not None and res.loss > DIVERGED_RATIO * best[0]:
+                    raise FloatingPointError(f"validation loss {res.loss:.4g} is over {DIVERGED_RATIO}x the "
+                                             f"best so far ({best[0]:.4g})")
+                break
+            except DIVERGENCE as exc:
+                if best is None:
+                    raise InitialSettingsError(str(exc)) from exc
+                if retry == MAX_RETRIES:
+                    raise MetaDivergenceError(
+                        f"meta-iteration {m}: training still fails after halving the meta learning rate "
+                        f"{MAX_RETRIES} times: {str(exc).splitlines()[0]}") from exc
+                _, best_params, best_adam, best_grads = best
+                meta_lr = adam.lr / 2
+                for name, value in best_params.items():
+                    params[name][...] = value
+                adam = copy.deepcopy(best_adam)
+                adam.lr = meta_lr
+                adam.step(params, best_grads)
+                record = {"meta_iter": m, "diverged": True, "message": str(exc).splitlines()[0][:300],
+                          "meta_lr": adam.lr}
+                log(f"meta-iteration {m}: training diverged ({record['message']}); went back to the best "
+                    f"meta-parameters so far and halved the meta learning rate to {adam.lr:.3g}")
+                curve.append(record)
+                meta_log.write(record, params)
         grads = {name: res.grads[name] for name in family.keys}
         if log_l2_layer is not None:
             grads["log_l2_layer"] = np.bincount(prob.layer_of_param, weights=res.grads["log_l2"],
                                                 minlength=net.n_layers)
         norm = float(np.sqrt(sum(float((g * g).sum()) for g in grads.values())))
+        if best is None or res.loss < best[0]:
+            best = (res.loss, {k: v.copy() for k, v in params.items()}, copy.deepcopy(adam), grads)
         adam.step(params, grads)
-        curve.append({"meta_iter": m, "valid_loss": res.loss, "grad_norm": norm,
-                      "restored": res.restored, "seconds": time.perf_counter() - t0})
+        record = {"meta_iter": m, "valid_loss": res.loss, "grad_norm": norm, "restored": res.restored,
+                  "seconds": time.perf_counter() - t0, "meta_lr": adam.lr,
+                  "buffer_bytes": int(res.extra_bytes)}
+        curve.append(record)
+        meta_log.write(record, params)
         bar.set_postfix(valid_loss=f"{res.loss:.4f}")
     bar.close()
     final_iter = cfg.meta_iters  # a fresh batch sequence for the final comparison

@@ -19,12 +19,13 @@ w, m and s each have their own fixed-point format, because s = EMA(g^2) spans a 
 """
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 
 import numpy as np
 
 from ..exact.fixedpoint import FixedFormat
-from ..exact.rational import HyperparameterError, as_momentum
+from ..exact.rational import HyperparameterError, as_momentum, check_complement
 from ..exact.rational_ops import group_apply
 from .checks import reverse_half
 from .run import ReversibleRun, check_sum, rint_checked
@@ -78,8 +79,14 @@ class AdamSchedule:
         return np.array(bits)
 
     @classmethod
-    def build(cls, lr, steps, groups=1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
-        """Broadcast scalars or arrays: lr and weight_decay to (T, G); b1, b2, eps to (T,)."""
+    def build(cls, lr, steps, groups=1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, tolerance=0.01):
+        """Broadcast scalars or arrays: lr and weight_decay to (T, G); b1, b2, eps to (T,).
+
+        b1, b2 and each step's decay factor 1 - lr * weight_decay become exact fractions (denominator
+        <= 2**16). With ``tolerance`` (relative), a requested 1 - b1, 1 - b2 or lr * weight_decay that
+        the fraction misses by more is refused with the limit named; ``tolerance=None`` accepts the
+        nearest fraction (the optimiser and its hypergradients use the fraction actually applied).
+        """
         lr = np.broadcast_to(np.asarray(lr, np.float64), (steps, groups)).copy()
         wd = np.broadcast_to(np.asarray(weight_decay, np.float64), (steps, groups)).copy()
         eps = np.broadcast_to(np.asarray(eps, np.float64), (steps,)).copy()
@@ -92,13 +99,27 @@ class AdamSchedule:
 
         def fracs(b, name):
             vals = np.broadcast_to(np.asarray(b, dtype=object), (steps,))
-            out = tuple(as_momentum(v, name=f"{name} at step {t}") for t, v in enumerate(vals))
+            out = tuple(as_momentum(v, name=f"{name} at step {t}", tolerance=tolerance)
+                        for t, v in enumerate(vals))
             if any(f == 1 for f in out):
                 raise HyperparameterError(f"{name} must be < 1 (the bias correction divides by 1 - {name})")
             return out
         sched = cls(lr, fracs(b1, "b1"), fracs(b2, "b2"), eps, wd)
-        sched.decay_fractions  # validate 1 - a lam in (0, 1] now, not mid-run
+        decay = sched.decay_fractions  # validate 1 - a lam in (0, 1] now, not mid-run
+        if tolerance is not None:
+            for (t, k), lam in np.ndenumerate(wd):
+                if lam > 0:
+                    check_complement(1.0 - lr[t, k] * lam, decay[t][k] if decay[t] else Fraction(1),
+                                     f"weight decay at step {t}, group {k}", tolerance, "lr * weight_decay")
         return sched
+
+    def applied_decay(self):
+        """float64[T, G]: the decay factor each step actually applies (1 where there is none)."""
+        rho = np.ones(self.lr.shape)
+        for t, row in enumerate(self.decay_fractions):
+            if row:
+                rho[t] = [float(f) for f in row]
+        return rho
 
 
 class ReversibleAdam(ReversibleRun):

@@ -44,11 +44,14 @@ class MomentumSchedule:
         return np.log2(self.dens) - np.log2(self.nums)
 
     @classmethod
-    def build(cls, lr, momentum, steps=None, groups=None) -> "MomentumSchedule":
+    def build(cls, lr, momentum, steps=None, groups=None, tolerance=0.01) -> "MomentumSchedule":
         """Broadcast scalars, (T,), (G,)-per-step or (T, G) inputs into a checked schedule.
 
         ``lr`` is any finite float(s); ``momentum`` any float(s) or Fraction(s) in (0, 1]. A 1-D input
-        is read as per-step when ``steps`` matches its length, else per-group.
+        is read as per-step when ``steps`` matches its length, else per-group. A float momentum g < 1
+        whose 1 - g the nearest fraction (denominator <= 2**16) misses by more than ``tolerance``
+        (relative) is refused with the limit named; ``tolerance=None`` accepts the nearest fraction.
+        The arrays are copied, so later edits to the caller's arrays do not change the schedule.
         """
         lr_arr = np.asarray(lr, dtype=np.float64)
         mom_obj = np.asarray(momentum, dtype=object)
@@ -67,9 +70,14 @@ class MomentumSchedule:
             key = (type(g), g)
             frac = cache.get(key)
             if frac is None:
-                frac = cache[key] = as_momentum(g, name=f"momentum at step {t}, group {k}")
+                frac = cache[key] = as_momentum(g, name=f"momentum at step {t}, group {k}",
+                                                tolerance=tolerance)
             nums[t, k], dens[t, k] = frac.numerator, frac.denominator
-        return cls(np.ascontiguousarray(lr_full), nums, dens)
+        lr_own = np.array(lr_full, dtype=np.float64, order="C")   # a copy the caller cannot edit
+        lr_own.flags.writeable = False
+        nums.flags.writeable = False
+        dens.flags.writeable = False
+        return cls(lr_own, nums, dens)
 
     def fraction(self, t, k) -> Fraction:
         return Fraction(int(self.nums[t, k]), int(self.dens[t, k]))

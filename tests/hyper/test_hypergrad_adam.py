@@ -97,3 +97,21 @@ def test_weight_decay_by_exact_decay_factors():
     def p(m, l2, X, e): m.log_weight_decay[t, k] = np.log((1 - (rho0 + e)) / a)
     d_rho = _fd(args, p, h)
     assert_close(-a * d_rho, res.grads["weight_decay"][t, k], rtol=1e-3)
+
+
+def test_the_sweep_uses_the_decay_factor_actually_applied():
+    """lr * weight_decay = 0.6 / 65536 per step: the nearest fraction applies 1/65536, 67% more. Over
+    T = 200 steps the sweep must multiply the adjoint by the applied factor; with the requested
+    1 - lr * wd the init-scale hypergradient would be off by about 2e-3 relative."""
+    rng = np.random.default_rng(7)
+    net = MLP((4, 6, 3))
+    train = Split(rng.normal(size=(30, 4)), rng.integers(0, 3, 30))
+    valid = Split(rng.normal(size=(20, 4)), rng.integers(0, 3, 20))
+    steps, lr = 200, 0.02
+    meta = AdamMetaParams.constant(steps, net.n_types, lr=lr, b1=B1, b2=B2, eps=1e-3,
+                                   weight_decay=0.6 / 65536 / lr, init_scale=0.5)
+    args = (net, train, valid, meta, np.log(np.full(net.n_params, 1e-3)), net.init_noise(rng))
+    assert meta.schedule().applied_decay()[0, 0] == 65535 / 65536
+    res = _run(*args)
+    def ps(m, l2, X, e): m.log_init_scale[0] += e
+    assert_close(_fd_richardson(args, ps, 1e-2), res.grads["log_init_scale"][0], rtol=2e-4, atol=2e-9)

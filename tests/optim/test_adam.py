@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from exactrev import BufferMismatchError, FixedFormat, FixedPointRangeError, HyperparameterError, StepError
+from exactrev import (BufferMismatchError, FixedFormat, FixedPointRangeError, HyperparameterError,
+                      MomentumSchedule, StepError)
 from exactrev.optim.adam import AdamSchedule, ReversibleAdam
 
 from ..helpers import assert_optimizer_state, bowl, optimizer_state
@@ -25,8 +26,10 @@ def adam_runs(draw):
     b1 = draw(st.sampled_from([0.9, 0.5, Fraction(58983, 65536), 0.99]))
     b2 = draw(st.sampled_from([0.999, 0.99, Fraction(65535, 65536)]))
     wd = draw(st.sampled_from([0.0, 0.01, 0.1]))
+    # tolerance=None: decays lr * wd below 2**-16 take the nearest fraction (the exactness under test
+    # holds for whatever fraction is applied; the 1% rule has its own tests)
     sched = AdamSchedule.build(rng.uniform(1e-3, 0.05, (steps, groups)), steps, groups, b1=b1, b2=b2,
-                               eps=draw(st.sampled_from([1e-8, 1e-3])), weight_decay=wd)
+                               eps=draw(st.sampled_from([1e-8, 1e-3])), weight_decay=wd, tolerance=None)
     # each weight scale with moment formats wide enough for its gradients (|g| up to ~5 sigma):
     # 46 fractional bits hold g**2 <= 128, 40 bits g**2 <= 8192; leaving the range is tested apart
     scale, frac_bits = draw(st.sampled_from([(0.01, 46), (1.0, 46), (5.0, 40)]))
@@ -113,3 +116,17 @@ def test_a_buffer_of_the_wrong_size_is_refused():
         ReversibleAdam(np.ones(3), AdamSchedule.build(0.01, 2), buffer=InfoBuffer(4))
     with pytest.raises(ValueError, match="group"):
         ReversibleAdam(np.ones(3), AdamSchedule.build(0.01, 2), group=[0, 0, 1])
+
+
+def test_a_decay_or_momentum_that_cannot_be_represented_within_one_percent_is_refused():
+    """PyTorch's AdamW defaults (lr 1e-3, weight decay 1e-2) ask for lr * wd = 1e-5 per step; the nearest
+    fraction would apply 1/65536, 53% more: refused, naming the limit."""
+    with pytest.raises(HyperparameterError, match=r"lr \* weight_decay = 1e-05 .* 53% off.*1/65536"):
+        AdamSchedule.build(1e-3, 3, weight_decay=1e-2)
+    with pytest.raises(HyperparameterError, match=r"1 - b2 = 1e-06"):
+        AdamSchedule.build(1e-3, 3, b2=0.999999)
+    with pytest.raises(HyperparameterError, match=r"1 - momentum = 1e-06"):
+        MomentumSchedule.build(0.1, 0.999999, steps=3)
+    sched = AdamSchedule.build(1e-2, 3, weight_decay=1e-2)        # 1e-4 = 1/10000 exactly
+    assert sched.decay_fractions[0][0] == Fraction(9999, 10000)
+
