@@ -1,0 +1,99 @@
+"""exactrev hyperopt: every user error is one line naming the flag (exit 2); a job keeps what it
+computed as it goes, and a diverging meta-step is taken back instead of ending the run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from exactrev.faces.cli import main
+from exactrev.hyper.data import load_digits
+from exactrev.hyper.hyperopt import HyperoptConfig, InitialSettingsError, run_hyperopt
+
+TINY = ["hyperopt", "--steps", "5", "--meta-iters", "2", "--hidden", "6", "--batch", "50",
+        "--n-train", "200", "--n-valid", "100", "--no-progress"]
+
+
+@pytest.fixture
+def text_npz(tmp_path):
+    path = tmp_path / "text.npz"
+    path.write_text("not an archive")
+    return str(path)
+
+
+@pytest.fixture
+def wrong_keys_npz(tmp_path):
+    path = tmp_path / "wrong.npz"
+    np.savez(path, a=np.zeros(3))
+    return str(path)
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--init-lr", "1e6"], "--init-lr"),
+    (["--init-scale", "1e6"], "--init-scale"),
+    (["--init-momentum", "1e-7"], "--init-momentum"),
+    (["--init-momentum", "0.999999"], "--init-momentum"),
+    (["--optimizer", "nesterov", "--nesterov-memory", "1e-9"], "--nesterov-memory"),
+    (["--meta-lr", "1000"], "--meta-lr"),
+    (["--seed", "-1"], "--seed"),
+    (["--snapshots", "3"], "--snapshots"),
+    (["--out", "/proc/exactrev-cannot-write-here"], "--out"),
+    (["--data", "TEXT"], "--data"),
+    (["--data", "WRONG"], "--data"),
+])
+def test_user_errors_exit_2_with_one_line_naming_the_flag(extra, flag, tmp_path, text_npz, wrong_keys_npz,
+                                                         capsys):
+    extra = [text_npz if a == "TEXT" else wrong_keys_npz if a == "WRONG" else a for a in extra]
+    if "--out" not in extra:
+        extra += ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exc:
+        main(TINY + extra)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("exactrev hyperopt: error:") and flag in last
+    assert "Traceback" not in err and "usage: exactrev hyperopt" in err
+
+
+def test_every_meta_iteration_is_logged_as_it_ends(tmp_path):
+    data = load_digits(200, 100, 0)
+    cfg = HyperoptConfig(hidden=(6,), batch=50, steps=5, meta_iters=3)
+    res = run_hyperopt(data, cfg, progress=False, log=lambda *_: None, log_folder=str(tmp_path))
+    lines = [json.loads(x) for x in (tmp_path / "meta_log.jsonl").read_text().splitlines()]
+    assert [r["meta_iter"] for r in lines] == [0, 1, 2]
+    assert [r["valid_loss"] for r in lines] == [c["valid_loss"] for c in res.curve]
+    assert all(r["restored"] and r["buffer_bytes"] > 0 for r in lines)
+    saved = np.load(tmp_path / "meta_params.npz")
+    assert int(saved["meta_iter"]) == 2 and saved["log_lr"].shape == (5, 4)
+
+
+def test_a_diverging_meta_step_is_taken_back_and_the_meta_learning_rate_halved(tmp_path):
+    data = load_digits(1000, 400, 0)
+    cfg = HyperoptConfig(hidden=(10,), steps=5, meta_iters=8, meta_lr=8.0)
+    messages = []
+    res = run_hyperopt(data, cfg, progress=False, log=messages.append, log_folder=str(tmp_path))
+    diverged = [c for c in res.curve if c.get("diverged")]
+    assert diverged, "meta_lr 8 diverges on this problem"
+    assert [c["meta_lr"] for c in diverged] == [8.0 / 2 ** (i + 1) for i in range(len(diverged))]
+    assert sum(1 for c in res.curve if "valid_loss" in c) == cfg.meta_iters
+    assert any("halved the meta learning rate" in m for m in messages)
+    assert np.isfinite(res.learned["test_loss"])
+
+
+def test_training_that_fails_with_the_initial_settings_is_reported_before_any_meta_step():
+    data = load_digits(200, 100, 0)
+    cfg = HyperoptConfig(hidden=(6,), batch=50, steps=5, meta_iters=2, init_scale=1e6)
+    with pytest.raises(InitialSettingsError, match="w0"):
+        run_hyperopt(data, cfg, progress=False, log=lambda *_: None)
+
+
+def test_the_verdict_names_both_figures(tmp_path, capsys):
+    assert main(TINY + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "by test loss:" in out and "by test error:" in out
+    assert (tmp_path / "meta_log.jsonl").exists()
+
+
+def test_checkpointing_does_not_claim_a_reversal(tmp_path, capsys):
+    assert main(TINY + ["--method", "checkpoint", "--snapshots", "2", "--out", str(tmp_path)]) == 0
+    assert "reversal restored" not in capsys.readouterr().out
