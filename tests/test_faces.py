@@ -77,3 +77,13 @@ def test_optimizers_report_rows(capsys):
     assert [r["optimizer"] for r in rows] == ["sgd", "nesterov", "adam", "adamw"]
     assert all(r["restored"] for r in rows)
     assert "bits/w/step" in capsys.readouterr().out
+
+
+def test_busy_report_times_each_workload_quiet_and_busy(monkeypatch, capsys):
+    from exactrev.faces import bench_busy
+
+    monkeypatch.setattr(bench_busy, "WORKLOADS", {"tiny": lambda: bench_busy._buffer_work(n=50, steps=20)})
+    figures = bench_busy.busy_report()
+    quiet, busy = figures["tiny"]
+    assert quiet > 0 and busy > 0
+    assert "slowdown" in capsys.readouterr().out

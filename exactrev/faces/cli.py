@@ -111,8 +111,9 @@ def build_parser():
     bench.add_argument("--weights", type=_positive_int, default=10_000,
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
-    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "all"], default="all",
-                       help="which tables to print (default all)")
+    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "all"], default="all",
+                       help="which tables to print (default all; busy: the slowdown beside a competing "
+                            "busy process)")
     bench.add_argument("--compare", action="store_true",
                        help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
                             "(about 5 minutes) and write compare.png")
@@ -165,6 +166,11 @@ def main(argv=None):
             from .bench_optimizers import optimizers_report
 
             optimizers_report(steps=20 if args.quick else 100)
+            print()
+        if args.suite in ("busy", "all"):
+            from .bench_busy import busy_report
+
+            busy_report()
         return 0
     return 0
 
