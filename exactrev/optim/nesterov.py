@@ -149,10 +149,7 @@ class ReversibleNesterov(ReversibleRun):
         self.w = self.w + rint_checked(a * self.v, "a v", t)
         self._half_done = False
 
-    unstep_first, redo_first = unstep_state, _redo_state
-
-    def unstep_second(self, grad):
-        self.unstep_memory(grad)
+    unstep_first, unstep_second, redo_first = unstep_state, unstep_memory, _redo_state
 
     def step_bits(self):
         """Entropy bound per weight per step: log2(1/h) + log2(1/g) (the largest group's g), float64[T]."""
