@@ -39,6 +39,21 @@ def as_gradient(grad, n, t, finite=False) -> np.ndarray:
     return out
 
 
+def as_group_ids(group, n, n_groups) -> np.ndarray:
+    """``group`` (None: all 0) as int64[n] ids in [0, n_groups); ValueError for floats, booleans, a
+    wrong shape or an id out of range (a float id would otherwise be truncated silently)."""
+    if group is None:
+        return np.zeros(n, np.int64)
+    arr = np.asarray(group)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"group ids must be integers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, np.int64)
+    if arr.shape != (n,) or (n and (arr.min() < 0 or arr.max() >= n_groups)):
+        raise ValueError(f"group ids must be {n} values in [0, {n_groups}), got shape {arr.shape}"
+                         + (f", ids from {arr.min()} to {arr.max()}" if arr.size else ""))
+    return arr
+
+
 def as_step_count(steps, available, direction):
     """``steps`` (None: all ``available``) as an int in [0, available]; StepError otherwise."""
     if steps is None:

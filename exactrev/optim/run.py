@@ -8,7 +8,7 @@ from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedPointRangeError
 from ..kernels.fixed import MAX_MAGNITUDE
 from ..kernels.rans import WORD_BITS
-from .checks import HalfStep, StateFingerprint, as_gradient, as_step_count
+from .checks import HalfStep, StateFingerprint, as_gradient, as_group_ids, as_step_count
 from .progress import progress_range
 
 
@@ -53,10 +53,7 @@ class ReversibleRun(HalfStep):
     def _attach(self, n, group, buffer):
         """Set ``group`` (int64[N] ids in [0, G); all 0 if None), ``buffer`` (a fresh InfoBuffer, or
         the given one, which must have N lanes), its starting snapshot and t = 0."""
-        self.group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
-        G = self.schedule.groups
-        if self.group.shape != (n,) or (n and (self.group.min() < 0 or self.group.max() >= G)):
-            raise ValueError(f"group must hold {n} ids in [0, {G})")
+        self.group = as_group_ids(group, n, self.schedule.groups)
         self.buffer = buffer if buffer is not None else InfoBuffer(n)
         if self.buffer.n_lanes != n:
             raise ValueError(f"buffer has {self.buffer.n_lanes} lanes for {n} weights")

@@ -19,7 +19,8 @@ from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_
                                 momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
                                 weights_back_kernel)
 from ..kernels.rans import WORD_BITS
-from .checks import HalfStep, StateFingerprint, StepError, as_gradient, as_step_count, reverse_half
+from .checks import (HalfStep, StateFingerprint, StepError, as_gradient, as_group_ids, as_step_count,
+                     reverse_half)
 from .schedule import MomentumSchedule
 from .progress import progress_range
 
@@ -45,13 +46,7 @@ class FixedPointMomentum:
                   else fmt.to_fixed(np.ravel(v0), name="v0"))
         if self.v.shape != (n,):
             raise ValueError(f"v0 has {self.v.shape[0]} values, w0 has {n}")
-        if group is None:
-            group = np.zeros(n, np.int64)
-        self.group = np.ascontiguousarray(group, dtype=np.int64)
-        if self.group.shape != (n,):
-            raise ValueError(f"group must have shape ({n},), got {self.group.shape}")
-        if n and (self.group.min() < 0 or self.group.max() >= schedule.groups):
-            raise ValueError(f"group ids must lie in [0, {schedule.groups})")
+        self.group = as_group_ids(group, n, schedule.groups)
         self.t = 0
 
     # -- views ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels import cuda as K
 from ..kernels.momentum import ERR_MESSAGES
 from ..kernels.rans import CODE_LEN, WORD_BITS, code_table
-from .checks import HalfStep, StateFingerprint, as_step_count
+from .checks import HalfStep, StateFingerprint, as_group_ids, as_step_count
 from .schedule import MomentumSchedule
 from .sgd import BufferMismatchError, StepError
 
@@ -56,9 +56,7 @@ class CudaReversibleSGD(HalfStep):
         v = np.zeros(n, np.int64) if v0 is None else fmt.to_fixed(np.ravel(v0), name="v0")
         if v.shape != (n,):
             raise ValueError(f"v0 has {v.shape[0]} values, w0 has {n}")
-        group = np.zeros(n, np.int64) if group is None else np.ascontiguousarray(group, np.int64)
-        if group.shape != (n,) or (n and (group.min() < 0 or group.max() >= schedule.groups)):
-            raise ValueError(f"group must hold {n} ids in [0, {schedule.groups})")
+        group = as_group_ids(group, n, schedule.groups)
         host_buf = InfoBuffer(n, seed_words)
         rows = seed_words + int(np.ceil(schedule.bits_per_step().max(axis=1).sum() / WORD_BITS)) + 4
         host_buf.reserve(rows)

@@ -198,3 +198,14 @@ def test_reversing_steps_that_were_never_taken_underflows_at_the_first_step(kind
     with pytest.raises(BufferUnderflowError, match="reversing step 399"):
         opt.unstep(grad)
     assert_optimizer_state(opt, before)
+
+
+@pytest.mark.parametrize("group, match", [([0.0, 1.0, 0.5], "integers"), ([0, 2, 0], r"\[0, 2\)"),
+                                          ([0, 1], "3 values"), ([True, False, True], "integers")])
+def test_bad_group_ids_are_refused(group, match):
+    sched = MomentumSchedule.build(0.1, 0.9, steps=2, groups=2)
+    for make_opt in (lambda: ReversibleSGD(np.ones(3), sched, group=group),
+                     lambda: ReversibleNesterov(np.ones(3), sched, group=group),
+                     lambda: CudaReversibleSGD(np.ones(3), sched, group=group)):
+        with pytest.raises(ValueError, match=match):
+            make_opt()
