@@ -70,12 +70,10 @@ class HyperoptConfig:
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ConfigError(name, f"must lie in (0, 1), got {value}")
-            try:
-                frac = as_momentum(value, name=name, tolerance=0.01)
+            try:  # refuses a value that rounds to 0, or whose 1 - value the fraction misses by > 1%
+                as_momentum(value, name=name, tolerance=0.01)
             except HyperparameterError as exc:
                 raise ConfigError(name, str(exc)) from None
-            if frac in (0, 1):
-                raise ConfigError(name, f"{value} rounds to {frac}; it must lie strictly in (0, 1)")
         if self.optimizer != "sgd" and self.method != "reversal":
             raise ConfigError("method", f"{self.method} is available for the sgd optimizer only")
         if self.snapshots is not None and self.method != "checkpoint":
@@ -294,7 +292,7 @@ def constant_grid(budget, centre_lr=0.3, momenta=_SGD.grid_momenta, lr_range=_SG
 class MetaLog:
     """Per-meta-iteration records as JSON lines in ``folder/meta_log.jsonl`` (flushed as they come),
     and the latest meta-parameters in ``folder/meta_params.npz``, so a failed or interrupted job keeps
-    what it computed. ``folder=None`` keeps the records in memory only."""
+    what it computed. ``folder=None`` writes nothing (the records are still in the result's curve)."""
 
     def __init__(self, folder=None):
         self.folder = folder

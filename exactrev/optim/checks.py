@@ -85,7 +85,9 @@ def reverse_half(method):
 
 
 class HalfStep:
-    """Mixin: which half of a reverse step comes next. ``_half_done`` is True between the halves."""
+    """Mixin: which half of a reverse step comes next (``_half_done`` is True between the halves), and
+    the atomic reverse step built from the halves the optimiser names ``unstep_first``,
+    ``unstep_second`` and ``redo_first``."""
 
     _half_done = False
 
@@ -104,6 +106,21 @@ class HalfStep:
             raise StepError(f"call {first_half} first: the second half of a reverse step needs the "
                             f"first (step {self.t}, {'nothing to reverse' if self.t == 0 else 'not started'})")
         return self.t - 1
+
+    def _unstep_with(self, grad_fn, point):
+        """Reverse one step atomically: ``unstep_first()``, then grad = grad_fn(point(t), t) at the
+        restored point, then ``unstep_second(grad)``. If grad_fn raises (KeyboardInterrupt included),
+        ``redo_first(t)`` undoes the first half before the exception propagates; the second half undoes
+        it itself when it refuses the gradient. Returns the gradient."""
+        self.unstep_first()
+        t = self.t - 1
+        try:
+            grad = grad_fn(point(t), t)
+        except BaseException:
+            self.redo_first(t)
+            raise
+        self.unstep_second(grad)
+        return grad
 
     def _refuse_mid_unstep(self):
         if self._half_done:

@@ -81,14 +81,7 @@ class ReversibleRun(HalfStep):
     def unstep(self, grad_fn):
         """Undo the last step, calling grad_fn once at the restored point. Atomic: if grad_fn raises
         (KeyboardInterrupt included) or its gradient is refused, the state is as before the call."""
-        self.unstep_first()
-        t = self.t - 1
-        try:
-            grad = grad_fn(self.gradient_point(t), t)
-        except BaseException:
-            self.redo_first(t)
-            raise
-        self.unstep_second(grad)
+        self._unstep_with(grad_fn, self.gradient_point)
 
     def reverse(self, grad_fn, steps=None, progress=False):
         """Undo ``steps`` steps (default: all); at step 0, verify the buffer and the state."""

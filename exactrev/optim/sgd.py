@@ -191,6 +191,8 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         self.w += np.rint(self.schedule.lr[t][self.group] * self.v.astype(np.float64)).astype(np.int64)
         self._half_done = False
 
+    unstep_first, unstep_second, redo_first = unstep_weights, unstep_velocity, _redo_weights
+
     # -- whole runs -------------------------------------------------------------------------------
     def reserve_for(self, steps: int) -> None:
         """Preallocate the buffer for ``steps`` more steps from the schedule's entropy bound."""
@@ -213,15 +215,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         Atomic: if grad_fn raises (any exception, KeyboardInterrupt included) or its gradient is
         refused, the state is exactly as before the call.
         """
-        self.unstep_weights()
-        t = self.t - 1
-        try:
-            grad = grad_fn(self.weights, t)
-        except BaseException:
-            self._redo_weights(t)
-            raise
-        self.unstep_velocity(grad)
-        return np.asarray(grad)
+        return np.asarray(self._unstep_with(grad_fn, lambda t: self.weights))
 
     def reverse(self, grad_fn, steps=None, progress=False) -> None:
         """Run ``steps`` reverse steps (default: back to step 0, then verify the buffer)."""

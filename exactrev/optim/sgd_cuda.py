@@ -129,8 +129,7 @@ class CudaReversibleSGD(HalfStep):
         an error, the weights are moved forward again (see :meth:`check`)."""
         t = self._begin_second_half("unstep_weights")
         self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.seed_words,
-                     self.group,
-                     self.ci_n, self.ci_d, self.omg_scale, grad_device, t)
+                     self.group, self.ci_n, self.ci_d, self.omg_scale, grad_device, t)
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
                                                                t, False, self.flag)
         self.t = t
@@ -141,6 +140,8 @@ class CudaReversibleSGD(HalfStep):
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
                                                                t, True, self.flag)
         self._half_done = False
+
+    unstep_first, unstep_second, redo_first = unstep_weights, unstep_velocity, _redo_weights
 
     def check(self) -> None:
         """Raise if any step since construction failed on the device (one small device->host copy).
@@ -176,14 +177,7 @@ class CudaReversibleSGD(HalfStep):
         whose grad_fn raises (Ctrl-C included) is undone before the exception propagates."""
         steps = as_step_count(steps, self.t, "reverse")
         for _ in range(steps):
-            self.unstep_weights()
-            t = self.t - 1
-            try:
-                grad = grad_fn(self.weights_device(), t)
-            except BaseException:
-                self._redo_weights(t)
-                raise
-            self.unstep_velocity(grad)
+            self._unstep_with(grad_fn, lambda t: self.weights_device())
         self.check()
         if self.t == 0:
             self.verify_restored()
