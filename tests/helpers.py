@@ -7,13 +7,19 @@ import numba
 
 @contextlib.contextmanager
 def num_threads(k):
-    """Run a block with numba using k threads, restoring the previous count after."""
-    old = numba.get_num_threads()
+    """Run a block with numba using k threads and the parallel kernel builds even for small problems
+    (``threads.SERIAL_BELOW`` and ``mlp.SERIAL_BELOW`` = 0), restoring all three after."""
+    from exactrev.kernels import threads
+    from exactrev.model import mlp
+
+    old = numba.get_num_threads(), threads.SERIAL_BELOW, mlp.SERIAL_BELOW
     numba.set_num_threads(k)
+    threads.SERIAL_BELOW = mlp.SERIAL_BELOW = 0
     try:
         yield
     finally:
-        numba.set_num_threads(old)
+        numba.set_num_threads(old[0])
+        threads.SERIAL_BELOW, mlp.SERIAL_BELOW = old[1:]
 
 
 def hyper_central_difference(run, args, perturb, h):

@@ -79,11 +79,18 @@ def test_optimizers_report_rows(capsys):
     assert "bits/w/step" in capsys.readouterr().out
 
 
-def test_busy_report_times_each_workload_quiet_and_busy(monkeypatch, capsys):
+def test_busy_report_times_each_workload_quiet_and_busy(capsys):
     from exactrev.faces import bench_busy
 
-    monkeypatch.setattr(bench_busy, "WORKLOADS", {"tiny": lambda: bench_busy._buffer_work(n=50, steps=20)})
-    figures = bench_busy.busy_report()
+    figures = bench_busy.busy_report(tasks={"tiny": lambda: bench_busy._buffer_work(n=50, steps=20)})
     quiet, busy = figures["tiny"]
     assert quiet > 0 and busy > 0
-    assert "slowdown" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "slowdown" in printed and "GOMP_SPINCOUNT" in printed
+
+
+def test_busy_workloads_cover_both_kernel_paths_and_the_main_job():
+    from exactrev.faces.bench_busy import workloads
+
+    names = " ".join(workloads())
+    assert "serial kernel" in names and "parallel kernel" in names and "hypergradient" in names

@@ -10,6 +10,7 @@ Size: ``size_bits = 16 * sum(counts) + sum(log2(heads))``; ``content_bits`` is t
 buffer's, i.e. the information pushed so far.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,13 +19,14 @@ import struct
 import numpy as np
 
 from ..kernels.buffer_ops import pop_kernel, push_kernel
+from ..kernels.threads import for_lanes
 from ..kernels.rans import MAX_BASE, STATE_LOWER, WORD_BITS
 
 DEFAULT_SEED_WORDS = 4
 _MAGIC = b"EXACTREV-BUFFER1"
 _DIGEST_BYTES = 32
 _HEAD_BITS = 47  # log2(STATE_LOWER): bits a fresh head holds
-_SLACK_ROWS = 16  # free rows kept after a re-derivation of the row bound, so it is not re-derived each step
+_SLACK_ROWS = 16  # free rows added when the buffer must grow anyway
 
 
 class BufferUnderflowError(RuntimeError):
@@ -117,14 +119,15 @@ class InfoBuffer:
         push up to ``rows`` words per lane), growing geometrically (amortised O(1)).
 
         A cached upper bound on ``counts.max()`` grows by ``rows`` per call and is re-derived only
-        when it reaches the capacity, so a step does not scan every lane. Code that pushes through
-        the kernels directly must call this first (it must anyway, to have room).
+        when it reaches the capacity, so a step does not scan every lane; the buffer grows only when
+        the true maximum leaves no room, so a run the caller reserved for never grows. Code that
+        pushes through the kernels directly must call this first (it must anyway, to have room).
         """
         if self._row_bound + rows > self.capacity_rows:
             self._row_bound = int(self.counts.max())
-            need = self._row_bound + rows + _SLACK_ROWS
-            if need > self.capacity_rows:
-                self.reserve(max(need, self.capacity_rows + self.capacity_rows // 2 + 8))
+            if self._row_bound + rows > self.capacity_rows:
+                self.reserve(max(self._row_bound + rows + _SLACK_ROWS,
+                                 self.capacity_rows + self.capacity_rows // 2 + 8))
         self._row_bound += rows
 
     # -- push / pop -----------------------------------------------------------------------------
@@ -138,7 +141,7 @@ class InfoBuffer:
             i = int(np.argmax(bad))
             raise ValueError(f"symbols[{i}] = {symbols[i]} outside [0, {bases[i]})")
         self.ensure_free(1)
-        push_kernel(self.heads, self.counts, self.words, symbols, bases)
+        for_lanes(push_kernel, self.n_lanes)(self.heads, self.counts, self.words, symbols, bases)
 
     def pop(self, bases) -> np.ndarray:
         """Pop one symbol per lane, uniform over bases[i]; raises BufferUnderflowError, state unchanged."""
@@ -146,13 +149,14 @@ class InfoBuffer:
         _check_bases(bases)
         out = np.zeros(self.n_lanes, np.int64)
         errs = np.zeros(self.n_lanes, np.int8)
-        pop_kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, False, errs)
+        kernel = for_lanes(pop_kernel, self.n_lanes)
+        kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, False, errs)
         if errs.any():
             i = int(np.argmax(errs))
             raise BufferUnderflowError(
                 f"lane {i}: popping base {bases[i]} needs more bits than were pushed "
                 f"({self.content_bits_per_lane()[i]:.2f} bits of content left)")
-        pop_kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, True, errs)
+        kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, True, errs)
         return out
 
     # -- size -----------------------------------------------------------------------------------
@@ -256,10 +260,16 @@ class InfoBuffer:
 
     def save(self, path) -> None:
         """Write the buffer to ``path`` atomically (a temporary file, then a rename)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(self.to_bytes())
-        os.replace(tmp, path)
+        path = os.fspath(path)
+        tmp = f"{path}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(self.to_bytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise type(exc)(exc.errno, f"cannot write the buffer file ({exc.strerror})", path) from None
 
     @classmethod
     def load(cls, path) -> "InfoBuffer":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.fixed import MAX_MAGNITUDE, to_fixed_kernel
+from ..kernels.threads import for_lanes
 
 DEFAULT_FRAC_BITS = 42
 
@@ -48,7 +49,7 @@ class FixedFormat:
         flat = np.ascontiguousarray(x, dtype=np.float64).ravel()
         out = np.empty(flat.shape, np.int64)
         errs = np.zeros(flat.shape, np.int8)
-        to_fixed_kernel(flat, self.scale, out, errs)
+        for_lanes(to_fixed_kernel, flat.shape[0])(flat, self.scale, out, errs)
         if errs.any():
             i = int(np.argmax(errs))
             raise FixedPointRangeError(

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..kernels.momentum import (ERR_BUFFER_UNDERFLOW, ERR_MESSAGES, group_rational_multiply_kernel,
                                 rational_multiply_kernel)
+from ..kernels.threads import for_lanes
 from .buffer import BufferUnderflowError, InfoBuffer
 from .fixedpoint import FixedPointRangeError
 from .rational import as_momentum
@@ -49,6 +50,7 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     buffer.ensure_free(1)
     arrays = (x, buffer.heads, buffer.counts, buffer.words, buffer.seed_words, *extra)
     errs = buffer.lane_flags()
+    kernel = for_lanes(kernel, x.shape[0])
     if kernel(*arrays, inverse, None, errs):
         try:
             kernel(*arrays, not inverse, errs, np.zeros_like(errs))

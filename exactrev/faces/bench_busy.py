@@ -2,24 +2,28 @@
 
 Users run several trials per machine and mix libraries in one process, so another process holding a
 core is the normal case. A parallel kernel whose OpenMP threads spin at every barrier then waits on a
-thread that is descheduled. This report prints the slowdown of the buffer and of reversible training
-with one competing busy process, in the same run, under the threading settings of the process (run it
-with ``OMP_WAIT_POLICY=PASSIVE`` or ``NUMBA_NUM_THREADS=1`` to compare; docs/engine.md, "Threads").
+thread that is descheduled. This report prints the slowdown of the buffer (serial and parallel
+kernels), of reversible training, of one hypergradient (a meta-iteration of the main job) and of that
+hypergradient in a process whose XLA pool has just run, each beside competing busy processes, in the
+same run, under the threading settings of the process (docs/engine.md, "Threads").
 """
 
-import multiprocessing as mp
+import importlib.util
+import subprocess
+import sys
 import time
 from fractions import Fraction
 
 import numpy as np
 
 
-def _spin(stop):
-    while not stop.is_set():
-        pass
+def _start_competitors(k):
+    """k busy processes, started fresh (not forked: JAX's threads make fork unsafe)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)]
 
 
 def _buffer_work(n=10_000, steps=2000):
+    """ns per weight-step of x <- x * 9/10 with the remainder pushed, over ``n`` lanes."""
     from ..exact.buffer import InfoBuffer
     from ..exact.rational_ops import multiply
 
@@ -34,6 +38,7 @@ def _buffer_work(n=10_000, steps=2000):
 
 
 def _training_work(steps=20):
+    """ms per reversible training step of the paper MLP."""
     from .bench_training import PaperProblem
 
     prob = PaperProblem(steps)
@@ -43,36 +48,65 @@ def _training_work(steps=20):
     return 1e3 * (time.perf_counter() - t0) / steps
 
 
-WORKLOADS = {"buffer, ns per weight-step (10^4 weights, g = 9/10)": _buffer_work,
-             "reversible training, ms per step (paper MLP)": _training_work}
+_PROBLEMS = {}
 
 
-def busy_report(out=print, competitors=1):
-    """Time each workload quiet, then with ``competitors`` busy processes; print and return the ratios."""
-    import numba
+def _hypergradient_work(steps=50):
+    """Seconds for one hypergradient by exact reversal (paper MLP): one meta-iteration of the main job."""
+    from .bench_training import PaperProblem
 
-    import os
+    prob = _PROBLEMS.setdefault(steps, PaperProblem(steps))
+    t0 = time.perf_counter()
+    prob.hypergradient()
+    return time.perf_counter() - t0
+
+
+def _after_jax_work(steps=50):
+    """The same hypergradient in a process whose XLA thread pool has just run (JAX's hypergradient)."""
+    from .bench_training import PaperProblem
+    from .peers_jax import jax_hypergradient
+
+    prob = _PROBLEMS.setdefault(steps, PaperProblem(steps))
+    jax_hypergradient(prob, "store")
+    t0 = time.perf_counter()
+    prob.hypergradient()
+    return time.perf_counter() - t0
+
+
+def workloads():
+    """name -> function returning one timing; the JAX-mixed one only where JAX is installed."""
+    out = {"buffer, ns per weight-step (10^4 lanes: serial kernel)": _buffer_work,
+           "buffer, ns per weight-step (10^5 lanes: parallel kernel)": lambda: _buffer_work(100_000, 300),
+           "reversible training, ms per step (paper MLP)": _training_work,
+           "hypergradient T = 50 (one meta-iteration of the main job), s": _hypergradient_work}
+    if importlib.util.find_spec("jax") is not None:
+        out["the same hypergradient right after JAX's in this process, s"] = _after_jax_work
+    return out
+
+
+def busy_report(out=print, competitors=1, tasks=None):
+    """Time each workload quiet, then with ``competitors`` busy processes; print and return the ratios.
+
+    tasks: name -> workload (default ``workloads()``). Returns name -> (quiet, busy), the best of 3 each.
+    """
+    from ..kernels.threads import settings
 
     figures = {}
-    for i, (name, work) in enumerate(WORKLOADS.items()):
+    tasks = workloads() if tasks is None else tasks
+    for i, (name, work) in enumerate(tasks.items()):
         work()  # compile and warm up
         if i == 0:
-            out(f"Busy machine: {competitors} competing busy process(es); numba threading layer "
-                f"{numba.threading_layer()}, {numba.get_num_threads()} threads, OMP_WAIT_POLICY="
-                f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+            out(f"Busy machine: {competitors} competing busy process(es); threads: " +
+                ", ".join(f"{k} {v}" for k, v in settings().items()))
         quiet = min(work() for _ in range(3))
-        stop = mp.Event()
-        procs = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(competitors)]
-        for p in procs:
-            p.start()
+        procs = _start_competitors(competitors)
         try:
             time.sleep(0.2)
             busy = min(work() for _ in range(3))
         finally:
-            stop.set()
             for p in procs:
-                p.join(5)
+                p.kill()
+                p.wait()
         figures[name] = (quiet, busy)
         out(f"  {name}: quiet {quiet:.3g}, busy {busy:.3g}, slowdown {busy / quiet:.2f}x (target <= 3x)")
     return figures
-

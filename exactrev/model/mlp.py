@@ -9,9 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass
+from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, serial_mlp_pass
 
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
+
+SERIAL_BELOW = 1 << 20
+"""Multiply-adds of the largest layer product (batch x fan-in x fan-out) below which a pass runs on one
+thread: on 2 cores two threads gain 1.3x there on a quiet machine and lose as much beside one busy
+process (docs/engine.md, "Threads"). Same bits either way."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,10 @@ class MLP:
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
         grad, hvp = np.zeros(P), np.zeros(P)
         dx, rdx = np.zeros_like(X), np.zeros_like(X)
-        loss = mlp_pass(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
-                        l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
+        layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
+        loss = kernel(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
+                      l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
         return loss, grad, hvp, dx, rdx
 
     def loss(self, params, X, y, l2=None) -> float:

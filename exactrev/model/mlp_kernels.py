@@ -32,7 +32,9 @@ def matmul_rows(A, W, out, accumulate):
         if not accumulate:
             out[b, :] = 0.0
         for k in range(A.shape[1]):
-            out[b, :] += A[b, k] * W[k, :]
+            a = A[b, k]
+            for j in range(W.shape[1]):
+                out[b, j] += a * W[k, j]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -42,7 +44,9 @@ def matmul_at_b(A, D, out, accumulate):
         if not accumulate:
             out[k, :] = 0.0
         for b in range(A.shape[0]):
-            out[k, :] += A[b, k] * D[b, :]
+            a = A[b, k]
+            for j in range(D.shape[1]):
+                out[k, j] += a * D[b, j]
 
 
 @nb.njit(cache=True)
@@ -205,3 +209,13 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         if want_r:
             hvp_out[i] += l2[i] * vec[i]
     return loss
+
+
+def serial_mlp_pass():
+    """``mlp_pass`` with every matrix product serial: one thread, no parallel region at all (for small
+    layers, see ``MLP.SERIAL_BELOW``). Same reduction order, so the same bits."""
+    from ..kernels.threads import serial_build
+
+    rows, at_b = serial_build(matmul_rows), serial_build(matmul_at_b)
+    forward = serial_build(_forward, matmul_rows=rows)
+    return serial_build(mlp_pass, _forward=forward, matmul_rows=rows, matmul_at_b=at_b)

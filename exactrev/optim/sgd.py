@@ -19,6 +19,7 @@ from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_
                                 momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
                                 weights_back_kernel)
 from ..kernels.rans import WORD_BITS
+from ..kernels.threads import for_lanes
 from .checks import (HalfStep, StateFingerprint, StepError, as_gradient, as_group_ids, as_step_count,
                      reverse_half)
 from .schedule import MomentumSchedule
@@ -104,9 +105,10 @@ class PlainFixedSGD(FixedPointMomentum):
         args = (self.w, self.v, self.group, s.nums[t], s.dens[t], s.one_minus_g[t], s.lr[t], grad,
                 self.fmt.scale)
         errs = np.zeros(self.n_weights, np.int8)
-        plain_momentum_kernel(*args, False, errs)
+        kernel = for_lanes(plain_momentum_kernel, self.n_weights)
+        kernel(*args, False, errs)
         self._raise_if(errs, t, grad, "forward")
-        plain_momentum_kernel(*args, True, errs)
+        kernel(*args, True, errs)
         self.t = t + 1
 
     def snapshot(self):
@@ -149,18 +151,20 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
                 self.buffer.seed_words, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
                 self.fmt.scale)
         errs = np.zeros(self.n_weights, np.int8)
-        momentum_forward_kernel(*args, False, errs)
+        kernel = for_lanes(momentum_forward_kernel, self.n_weights)
+        kernel(*args, False, errs)
         self._raise_if(errs, t, grad, "forward")
-        momentum_forward_kernel(*args, True, errs)
+        kernel(*args, True, errs)
         self.t = t + 1
 
     def unstep_weights(self) -> None:
         """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""
         t = self._begin_unstep("unstep_velocity")
         errs = np.zeros(self.n_weights, np.int8)
-        weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], False, errs)
+        kernel = for_lanes(weights_back_kernel, self.n_weights)
+        kernel(self.w, self.v, self.group, self.schedule.lr[t], False, errs)
         self._raise_if(errs, t, None, "reverse")
-        weights_back_kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
+        kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
         self._half_done = True
 
     @reverse_half
@@ -177,12 +181,13 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
                     self.buffer.seed_words, self.group, nums, dens, omg, grad, self.fmt.scale)
             errs = np.zeros(self.n_weights, np.int8)
-            velocity_back_kernel(*args, False, errs)
+            kernel = for_lanes(velocity_back_kernel, self.n_weights)
+            kernel(*args, False, errs)
             self._raise_if(errs, t, grad, "reverse")
         except BaseException:
             self._redo_weights(t)
             raise
-        velocity_back_kernel(*args, True, errs)
+        kernel(*args, True, errs)
         self.t = t
         self._half_done = False
 

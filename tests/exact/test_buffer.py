@@ -178,3 +178,23 @@ def test_assigning_counts_rederives_the_row_bound():
     buf.heads, buf.counts = deep.heads.copy(), deep.counts.copy()
     buf.ensure_free(1)
     assert buf.capacity_rows >= int(buf.counts.max()) + 1
+
+
+def test_a_run_reserved_for_never_grows_and_holds_at_most_1_1_times_what_it_uses():
+    from exactrev import MomentumSchedule, ReversibleSGD
+
+    opt = ReversibleSGD(np.linspace(-1, 1, 1000), MomentumSchedule.build(lr=0.1, momentum=0.5, steps=2000))
+    opt.reserve_for(2000)
+    reserved = opt.buffer.capacity_rows
+    opt.forward(lambda w, t: w + np.sin(w))
+    assert opt.buffer.capacity_rows == reserved
+    assert opt.buffer.capacity_rows <= 1.1 * int(opt.buffer.counts.max())
+
+
+def test_save_names_the_file_not_its_temporary(tmp_path):
+    buf = _filled(3, 5)
+    missing = tmp_path / "no-such-folder" / "x.buf"
+    with pytest.raises(FileNotFoundError) as info:
+        buf.save(missing)
+    assert str(missing) in str(info.value) and ".tmp" not in str(info.value)
+    assert not list(tmp_path.iterdir())

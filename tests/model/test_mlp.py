@@ -69,6 +69,20 @@ def test_results_do_not_depend_on_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
+def test_the_serial_pass_for_small_layers_gives_the_parallel_bits(monkeypatch):
+    from exactrev.model import mlp
+
+    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "relu", 4, batch=30)
+    vec = rng.normal(size=net.n_params)
+    outs = []
+    for serial_below in (0, 1 << 62):  # parallel kernels, then the serial build
+        monkeypatch.setattr(mlp, "SERIAL_BELOW", serial_below)
+        outs.append(net.grad_hvp(p, X, y, vec, l2))
+    assert outs[0][0] == outs[1][0]
+    for a, b in zip(outs[0][1:], outs[1][1:]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_layout_and_types():
     net = MLP((64, 50, 50, 50, 10))
     assert net.n_params == 8860
