@@ -14,17 +14,28 @@ import numpy as np
 from ..kernels.rans import MAX_BASE
 
 MAX_DENOMINATOR = MAX_BASE
+COMPLEMENT_TOLERANCE = 0.01  # relative error allowed on a requested 1 - g, unless the caller says None
+
+
+def shown(x) -> str:
+    """A number as users typed it: numpy scalars print as Python floats/ints, not np.float64(...)."""
+    if isinstance(x, np.floating):
+        return repr(float(x))
+    if isinstance(x, np.integer):
+        return repr(int(x))
+    return repr(x)
 
 
 class HyperparameterError(ValueError):
     """A hyperparameter is out of its domain (named in the message)."""
 
 
-def as_momentum(g, name="momentum", tolerance=None) -> Fraction:
+def as_momentum(g, name="momentum", tolerance=COMPLEMENT_TOLERANCE) -> Fraction:
     """Exact fraction n/d for a momentum g in (0, 1]; floats are rounded to d <= 2**16.
 
-    With ``tolerance`` (e.g. 0.01), a float g < 1 whose 1 - g the fraction misses by more than that
-    relative amount is refused, naming the limit (1 - g below about 1/65536 cannot be represented).
+    A float g < 1 whose 1 - g the fraction misses by more than ``tolerance`` (relative; default 1%) is
+    refused, naming the limit (1 - g below about 1/65536 cannot be represented): 0.999999 is not
+    silently made 1. ``tolerance=None`` takes the nearest fraction whatever it is (learned schedules).
     """
     if isinstance(g, Fraction):
         frac = g
@@ -36,10 +47,10 @@ def as_momentum(g, name="momentum", tolerance=None) -> Fraction:
     elif isinstance(g, Real) and not isinstance(g, bool):
         gf = float(g)
         if not np.isfinite(gf):
-            raise HyperparameterError(f"{name} = {g!r} is not finite")
+            raise HyperparameterError(f"{name} = {shown(g)} is not finite")
         frac = Fraction(gf).limit_denominator(MAX_DENOMINATOR)
     else:
-        raise HyperparameterError(f"{name} = {g!r} must be a float or a Fraction")
+        raise HyperparameterError(f"{name} = {shown(g)} must be a float or a Fraction")
     if not 0 < frac <= 1:
         raise HyperparameterError(f"{name} = {float(g)!r} (as {frac}) must lie in (0, 1]")
     if tolerance is not None and not isinstance(g, Fraction) and float(g) < 1:

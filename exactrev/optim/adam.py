@@ -64,7 +64,7 @@ class AdamSchedule:
         out = []
         for t in range(self.steps):
             row = [as_momentum(1.0 - self.lr[t, k] * self.weight_decay[t, k],
-                               name=f"1 - lr*weight_decay at step {t}, group {k}")
+                               name=f"1 - lr*weight_decay at step {t}, group {k}", tolerance=None)
                    for k in range(self.groups)]
             out.append(None if all(f == 1 for f in row) else row)
         return out

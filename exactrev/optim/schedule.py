@@ -62,7 +62,7 @@ class MomentumSchedule:
         bad = ~np.isfinite(lr_full)
         if bad.any():
             t, k = np.argwhere(bad)[0]
-            raise HyperparameterError(f"learning rate at step {t}, group {k} is {lr_full[t, k]!r}")
+            raise HyperparameterError(f"learning rate at step {t}, group {k} is {float(lr_full[t, k])!r}")
         nums = np.empty((T, G), np.int64)
         dens = np.empty((T, G), np.int64)
         cache = {}

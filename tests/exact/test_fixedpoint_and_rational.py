@@ -55,7 +55,7 @@ def test_as_momentum(g, frac):
 
 @given(st.floats(1e-4, 1.0))
 def test_float_momenta_get_bounded_denominators(g):
-    frac = as_momentum(g)
+    frac = as_momentum(g, tolerance=None)
     assert frac.denominator <= MAX_DENOMINATOR
     assert abs(float(frac) - g) <= 1.0 / MAX_DENOMINATOR
 
@@ -64,6 +64,19 @@ def test_float_momenta_get_bounded_denominators(g):
 def test_bad_momenta_are_refused(bad):
     with pytest.raises(HyperparameterError):
         as_momentum(bad)
+
+
+@pytest.mark.parametrize("g", [0.999999, np.float64(1 - 1e-6), 1 - 1e-5])
+def test_a_momentum_whose_complement_cannot_be_kept_within_1_percent_is_refused_by_default(g):
+    with pytest.raises(HyperparameterError, match="1/65536"):
+        as_momentum(g)
+    assert as_momentum(g, tolerance=None) <= 1   # the nearest fraction, when asked for explicitly
+
+
+def test_messages_show_numpy_scalars_as_plain_numbers():
+    with pytest.raises(HyperparameterError) as info:
+        as_momentum(np.float64(np.inf))
+    assert "np.float64" not in str(info.value) and "inf" in str(info.value)
 
 
 def test_bits_per_multiplication():
