@@ -1,10 +1,12 @@
 """The information buffer: a per-weight LIFO store of remainders, entropy-coded with streaming rANS.
 
 Pushing a symbol uniform over M costs log2(M) bits (within 4.4e-5 bits, see ``kernels/rans.py``) and
-O(1) time per lane, whatever the buffer already holds. Lane i is a head ``heads[i]`` in [2**47, 2**63)
-plus ``counts[i]`` 16-bit words ``words[:counts[i], i]``. A fresh lane holds ``seed_words`` zero words
-below its head: the rational multiply pushes before it pops and may borrow a few bits transiently from
-them; user pops may not (popping below the seed is "more popped than pushed").
+O(1) time per lane, whatever the buffer already holds. Lane i is a head ``heads[i]`` (int64) in
+[2**47, 2**63) plus ``counts[i]`` (int32) 16-bit words ``words[:counts[i], i]``; a fresh lane is
+(2**47, 0), so the fixed cost is 12 bytes per lane. The exact multiply pops before it pushes, and on an
+empty stack its pop may borrow the virtual zero word under every stack, which its push then emits
+again (the operation never ends below the stack's bottom); user pops may not borrow ("more popped than
+pushed").
 
 Size: ``size_bits = 16 * sum(counts) + sum(log2(heads))``; ``content_bits`` is that minus a fresh
 buffer's, i.e. the information pushed so far.
@@ -22,8 +24,8 @@ from ..kernels.buffer_ops import pop_kernel, push_kernel
 from ..kernels.threads import for_lanes
 from ..kernels.rans import MAX_BASE, STATE_LOWER, WORD_BITS
 
-DEFAULT_SEED_WORDS = 4
-_MAGIC = b"EXACTREV-BUFFER1"
+_MAGIC = b"EXACTREV-BUFFER2"
+_OLD_MAGIC = b"EXACTREV-BUFFER1"
 _DIGEST_BYTES = 32
 _HEAD_BITS = 47  # log2(STATE_LOWER): bits a fresh head holds
 _SLACK_ROWS = 16  # free rows added when the buffer must grow anyway
@@ -58,9 +60,9 @@ def _as_lane_array(x, n, name, dtype=np.int64):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def content_bits(heads, counts, seed_words) -> np.ndarray:
-    """Bits each lane holds beyond a fresh lane: 16 (counts - seed_words) + log2(heads) - 47."""
-    return WORD_BITS * (counts - seed_words) + np.log2(heads.astype(np.float64)) - _HEAD_BITS
+def content_bits(heads, counts) -> np.ndarray:
+    """Bits each lane holds beyond a fresh lane: 16 counts + log2(heads) - 47."""
+    return WORD_BITS * counts.astype(np.float64) + np.log2(heads.astype(np.float64)) - _HEAD_BITS
 
 
 def _check_bases(bases):
@@ -73,26 +75,26 @@ def _check_bases(bases):
 class InfoBuffer:
     """Per-lane entropy-coded stacks; see the module docstring for the layout and the size formula."""
 
-    def __init__(self, n_lanes: int, seed_words: int = DEFAULT_SEED_WORDS):
+    floor = 0
+    """Words below which no operation may end a lane: the kernels' ``floor`` argument."""
+
+    def __init__(self, n_lanes: int):
         if int(n_lanes) < 1:
             raise ValueError(f"n_lanes must be >= 1, got {n_lanes}")
-        if int(seed_words) < 1:
-            raise ValueError(f"seed_words must be >= 1, got {seed_words}")
         self.n_lanes = int(n_lanes)
-        self.seed_words = int(seed_words)
         self.heads = np.full(self.n_lanes, STATE_LOWER, np.int64)
-        self.counts = np.full(self.n_lanes, self.seed_words, np.int64)
-        self.words = np.zeros((self.seed_words + 8, self.n_lanes), np.uint16)
+        self.counts = np.zeros(self.n_lanes, np.int32)
+        self.words = np.zeros((0, self.n_lanes), np.uint16)
 
     @property
     def counts(self) -> np.ndarray:
-        """int64[N]: words on each lane's stack. Assigning it re-derives the row bound."""
+        """int32[N]: words on each lane's stack. Assigning it re-derives the row bound."""
         return self._counts
 
     @counts.setter
     def counts(self, value) -> None:
         self._counts = value
-        self._row_bound = int(value.max())
+        self._row_bound = int(value.max()) if value.size else 0
 
     def lane_flags(self) -> np.ndarray:
         """A reusable all-zero int8[N] array for a kernel's per-lane error flags. Whoever sets flags in
@@ -150,19 +152,19 @@ class InfoBuffer:
         out = np.zeros(self.n_lanes, np.int64)
         errs = np.zeros(self.n_lanes, np.int8)
         kernel = for_lanes(pop_kernel, self.n_lanes)
-        kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, False, errs)
+        kernel(self.heads, self.counts, self.words, bases, self.floor, out, False, errs)
         if errs.any():
             i = int(np.argmax(errs))
             raise BufferUnderflowError(
                 f"lane {i}: popping base {bases[i]} needs more bits than were pushed "
                 f"({self.content_bits_per_lane()[i]:.2f} bits of content left)")
-        kernel(self.heads, self.counts, self.words, bases, self.seed_words, out, True, errs)
+        kernel(self.heads, self.counts, self.words, bases, self.floor, out, True, errs)
         return out
 
     # -- size -----------------------------------------------------------------------------------
     def content_bits_per_lane(self) -> np.ndarray:
         """Information held by each lane beyond a fresh lane's, in bits (float64[N])."""
-        return content_bits(self.heads, self.counts, self.seed_words)
+        return content_bits(self.heads, self.counts)
 
     @property
     def content_bits(self) -> float:
@@ -172,12 +174,13 @@ class InfoBuffer:
     @property
     def size_bits(self) -> float:
         """Total size in bits: 16 bits per stored word plus log2 of every head."""
-        return float(WORD_BITS * self.counts.sum() + np.log2(self.heads.astype(np.float64)).sum())
+        return float(WORD_BITS * self.counts.sum(dtype=np.int64)
+                     + np.log2(self.heads.astype(np.float64)).sum())
 
     @property
     def nbytes_used(self) -> int:
         """Bytes that the content needs: the stored words plus each lane's head and count."""
-        return int(2 * self.counts.sum() + self.heads.nbytes + self.counts.nbytes)
+        return int(2 * self.counts.sum(dtype=np.int64) + self.heads.nbytes + self.counts.nbytes)
 
     @property
     def nbytes_allocated(self) -> int:
@@ -205,15 +208,14 @@ class InfoBuffer:
 
     def copy(self) -> "InfoBuffer":
         other = InfoBuffer.__new__(InfoBuffer)
-        other.n_lanes, other.seed_words = self.n_lanes, self.seed_words
+        other.n_lanes = self.n_lanes
         other.heads, other.counts, other.words = self.heads.copy(), self.counts.copy(), self.words.copy()
         return other
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, InfoBuffer):
             return NotImplemented
-        return (self.n_lanes == other.n_lanes and self.seed_words == other.seed_words
-                and self.matches(other.snapshot())
+        return (self.n_lanes == other.n_lanes and self.matches(other.snapshot())
                 and np.array_equal(self._used_words(), other._used_words()))
 
     __hash__ = None
@@ -222,10 +224,9 @@ class InfoBuffer:
     def to_bytes(self) -> bytes:
         """Serialise: magic, JSON header, little-endian arrays, then the SHA-256 of all of it."""
         used = self._used_words()
-        header = json.dumps({"lanes": self.n_lanes, "rows": int(used.shape[0]),
-                             "seed_words": self.seed_words}).encode()
+        header = json.dumps({"lanes": self.n_lanes, "rows": int(used.shape[0])}).encode()
         body = b"".join([_MAGIC, struct.pack("<I", len(header)), header,
-                         self.heads.astype("<i8").tobytes(), self.counts.astype("<i8").tobytes(),
+                         self.heads.astype("<i8").tobytes(), self.counts.astype("<i4").tobytes(),
                          used.astype("<u2").tobytes()])
         return body + hashlib.sha256(body).digest()
 
@@ -233,6 +234,9 @@ class InfoBuffer:
     def from_bytes(cls, data: bytes, source="<bytes>") -> "InfoBuffer":
         """Inverse of :meth:`to_bytes`; refuses truncated, altered or foreign data (BufferFileError)."""
         fixed = len(_MAGIC) + 4 + _DIGEST_BYTES
+        if data.startswith(_OLD_MAGIC):
+            raise BufferFileError(f"{source}: a buffer file of format 1 (seed words, int64 counts); this "
+                                  f"exactrev reads format 2: rerun the forward pass to write one")
         if len(data) < fixed or not data.startswith(_MAGIC):
             raise BufferFileError(f"{source}: not an exactrev buffer file (bad magic or too short)")
         body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
@@ -242,19 +246,19 @@ class InfoBuffer:
         start = len(_MAGIC) + 4
         try:
             header = json.loads(body[start:start + hlen])
-            n, rows, seed = int(header["lanes"]), int(header["rows"]), int(header["seed_words"])
+            n, rows = int(header["lanes"]), int(header["rows"])
         except (ValueError, KeyError, TypeError) as exc:
             raise BufferFileError(f"{source}: unreadable header ({exc})") from None
         payload = memoryview(body)[start + hlen:]
-        if n < 1 or rows < 0 or seed < 1 or len(payload) != 16 * n + 2 * rows * n:
+        if n < 1 or rows < 0 or len(payload) != 12 * n + 2 * rows * n:
             raise BufferFileError(f"{source}: header and payload sizes disagree")
-        buf = cls(n, seed)
+        buf = cls(n)
         buf.heads = np.frombuffer(payload[: 8 * n], "<i8").astype(np.int64)
-        buf.counts = np.frombuffer(payload[8 * n: 16 * n], "<i8").astype(np.int64)
-        words = np.frombuffer(payload[16 * n:], "<u2").astype(np.uint16).reshape(rows, n)
+        buf.counts = np.frombuffer(payload[8 * n: 12 * n], "<i4").astype(np.int32)
+        words = np.frombuffer(payload[12 * n:], "<u2").astype(np.uint16).reshape(rows, n)
         if (buf.heads < STATE_LOWER).any() or (buf.counts < 0).any() or (buf.counts > rows).any():
             raise BufferFileError(f"{source}: heads or counts out of range")
-        buf.words = np.zeros((max(rows, seed) + 8, n), np.uint16)
+        buf.words = np.zeros((rows, n), np.uint16)
         buf.words[:rows] = words
         return buf
 

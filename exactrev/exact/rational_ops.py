@@ -48,7 +48,7 @@ def _run_with_rollback(kernel, x, extra, inverse, buffer, name):
     The buffer grows *before* its arrays are taken: the kernel must write into the current words array.
     """
     buffer.ensure_free(1)
-    arrays = (x, buffer.heads, buffer.counts, buffer.words, buffer.seed_words, *extra)
+    arrays = (x, buffer.heads, buffer.counts, buffer.words, buffer.floor, *extra)
     errs = buffer.lane_flags()
     kernel = for_lanes(kernel, x.shape[0])
     if kernel(*arrays, inverse, None, errs):

@@ -28,7 +28,7 @@ def _buffer_work(n=10_000, steps=2000):
     from ..exact.rational_ops import multiply
 
     buf = InfoBuffer(n)
-    buf.reserve(buf.seed_words + steps // 100 + 8)
+    buf.reserve(steps // 100 + 8)
     x = np.random.default_rng(0).integers(-2 ** 50, 2 ** 50, n)
     multiply(x, Fraction(9, 10), buf)
     t0 = time.perf_counter()

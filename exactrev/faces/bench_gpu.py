@@ -70,7 +70,7 @@ def buffer_push_pop_ns(n, steps, base=10, seed=0):
     ``n`` lanes on the device, then popped back (checked equal to what was pushed)."""
     rng = np.random.default_rng(seed)
     host = InfoBuffer(n)
-    host.reserve(host.seed_words + int(np.ceil(steps * np.log2(base) / WORD_BITS)) + 4)
+    host.reserve(int(np.ceil(steps * np.log2(base) / WORD_BITS)) + 4)
     heads, counts, words = (cuda.to_device(a) for a in (host.heads, host.counts, host.words))
     bases = cuda.to_device(np.full(n, base, np.int64))
     symbols = [cuda.to_device(rng.integers(0, base, n)) for _ in range(2)]
@@ -84,7 +84,7 @@ def buffer_push_pop_ns(n, steps, base=10, seed=0):
     push = time.perf_counter() - t0
     t0 = time.perf_counter()
     for t in range(steps - 1, -1, -1):
-        K.pop_kernel[grid, THREADS](heads, counts, words, bases, host.seed_words, out, True, errs)
+        K.pop_kernel[grid, THREADS](heads, counts, words, bases, host.floor, out, True, errs)
     cuda.synchronize()
     pop = time.perf_counter() - t0
     if not np.array_equal(out.copy_to_host(), symbols[0].copy_to_host()) or errs.copy_to_host().any():

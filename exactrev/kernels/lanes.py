@@ -211,7 +211,8 @@ def build_lanes(jit, mulhi_shr=None):
 
     @jit
     def stack_top(words, counts, i):
-        """Top word of lane i's stack (0 for an empty stack; callers check counts before using it)."""
+        """Top word of lane i's stack; 0 for an empty stack: the virtual zero word under every stack,
+        which an exact multiply may borrow inside one operation (module docstring)."""
         c = counts[i]
         if c > 0:
             return np.int64(words[c - 1, i])
@@ -222,7 +223,7 @@ def build_lanes(jit, mulhi_shr=None):
         """Apply a lane's stack change: the top word was consumed if dcount - wrote == -1, then
         ``word`` is written on top when ``wrote``."""
         c = counts[i] + dcount
-        if wrote:
+        if wrote and c > 0:  # at c == 0 the word emitted is the borrowed virtual zero: nothing to keep
             words[c - 1, i] = np.uint16(word)
         counts[i] = c
 
@@ -232,7 +233,8 @@ def build_lanes(jit, mulhi_shr=None):
         emitted. The emit is a branch (taken about once per 16 / log2(base) pushes), not a select."""
         f, start, m, sh = freq_start(x, code)
         if push_needs_word(s, f):
-            words[c, i] = np.uint16(s & WORD_MASK)
+            if c >= 0:  # c == -1: the word is the virtual zero just borrowed (pop_borrowing)
+                words[c, i] = np.uint16(s & WORD_MASK)
             c += 1
             s = s >> WORD_BITS
         return push_tail(s, f, start, m, sh), c
@@ -250,14 +252,25 @@ def build_lanes(jit, mulhi_shr=None):
         return y, s, c, np.int64(ERR_OK)
 
     @jit
-    def pop_lane(s, count, top, code):
-        """Pop from one lane given its top word: (symbol, head, words_read 0 or 1, err)."""
+    def pop_borrowing(words, c, i, s, code):
+        """pop_in_place that may borrow the virtual zero word under an empty stack: (symbol, head, c)
+        with c == -1 after a borrow. Only for the first half of an exact multiply or divide, whose push
+        emits that same zero word again or else ends below the floor (an underflow)."""
         y, s, needs = pop_symbol_head(s, code)
         if needs:
-            if count == 0:
-                return y, s, np.int64(0), ERR_BUFFER_UNDERFLOW
-            return y, refill(s, top), np.int64(1), ERR_OK
-        return y, s, np.int64(0), ERR_OK
+            word = np.int64(words[c - 1, i]) if c > 0 else np.int64(0)
+            c -= 1
+            s = refill(s, word)
+        return y, s, c
+
+    @jit
+    def pop_lane(s, count, top, code):
+        """Pop from one lane given its top word (0 for an empty stack, see ``stack_top``):
+        (symbol, head, words_read 0 or 1). At count 0 the word read is the virtual zero."""
+        y, s, needs = pop_symbol_head(s, code)
+        if needs:
+            return y, refill(s, top), np.int64(1)
+        return y, s, np.int64(0)
 
     @jit
     def fast_range(x):
@@ -305,11 +318,11 @@ def build_lanes(jit, mulhi_shr=None):
         """
         if out_of_range(x):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        y, s1, read, err = pop_lane(s, count, top, code_num)
-        if err != ERR_OK:
-            return x, s, np.int64(0), np.int64(0), np.int64(0), err
+        y, s1, read = pop_lane(s, count, top, code_num)
         q, r = multiply_quotient(x, y, code_num, code_den)
         s1, wrote, word = push_symbol(s1, r, code_den)
+        if count + wrote - read < 0:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_BUFFER_UNDERFLOW)
         return q, s1, wrote - read, wrote, word, np.int64(ERR_OK)
 
     @jit
@@ -321,13 +334,13 @@ def build_lanes(jit, mulhi_shr=None):
         """
         if out_of_range(x):
             return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        r, s1, read, err = pop_lane(s, count, top, code_den)
-        if err != ERR_OK:
-            return x, s, np.int64(0), np.int64(0), np.int64(0), err
+        r, s1, read = pop_lane(s, count, top, code_den)
         q, y, err = divide_quotient(x, r, code_num, code_den)
         if err != ERR_OK:
             return x, s, np.int64(0), np.int64(0), np.int64(0), err
         s1, wrote, word = push_symbol(s1, y, code_num)
+        if count + wrote - read < 0:
+            return x, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_BUFFER_UNDERFLOW)
         return q, s1, wrote - read, wrote, word, np.int64(ERR_OK)
 
     @jit
@@ -340,12 +353,12 @@ def build_lanes(jit, mulhi_shr=None):
             return x, s, c, np.int64(ERR_BUFFER_FULL)
         if out_of_range(x):
             return x, s, c, np.int64(ERR_VELOCITY_RANGE)
-        y, s, c, err = pop_in_place(words, c, i, s, code_num)
-        if err != ERR_OK:
-            return x, s, c, err
+        y, s1, c1 = pop_borrowing(words, c, i, s, code_num)
         q, r = multiply_quotient(x, y, code_num, code_den)
-        s, c = push_in_place(words, c, i, s, r, code_den)
-        return q, s, c, np.int64(ERR_OK)
+        s1, c1 = push_in_place(words, c1, i, s1, r, code_den)
+        if c1 < 0:
+            return x, s, c, np.int64(ERR_BUFFER_UNDERFLOW)
+        return q, s1, c1, np.int64(ERR_OK)
 
     @jit
     def rational_divide_in_place(x, s, words, c, i, code_num, code_den):
@@ -354,14 +367,14 @@ def build_lanes(jit, mulhi_shr=None):
             return x, s, c, np.int64(ERR_BUFFER_FULL)
         if out_of_range(x):
             return x, s, c, np.int64(ERR_VELOCITY_RANGE)
-        r, s, c, err = pop_in_place(words, c, i, s, code_den)
-        if err != ERR_OK:
-            return x, s, c, err
+        r, s1, c1 = pop_borrowing(words, c, i, s, code_den)
         q, y, err = divide_quotient(x, r, code_num, code_den)
         if err != ERR_OK:
             return x, s, c, err
-        s, c = push_in_place(words, c, i, s, y, code_num)
-        return q, s, c, np.int64(ERR_OK)
+        s1, c1 = push_in_place(words, c1, i, s1, y, code_num)
+        if c1 < 0:
+            return x, s, c, np.int64(ERR_BUFFER_UNDERFLOW)
+        return q, s1, c1, np.int64(ERR_OK)
 
     @jit
     def round_half_even(x):

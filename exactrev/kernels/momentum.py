@@ -14,11 +14,11 @@ The lane arithmetic lives in ``lanes.py`` (shared with the CUDA kernels); these 
 Each kernel has a ``commit`` flag: with commit False it only fills ``errs`` (a dry run, so the caller
 checks every lane before any lane is written). Results are identical for any thread count.
 
-Every kernel that pops takes ``floor``, the buffer's seed words: a lane whose stack would end an
+Every kernel that pops takes ``floor`` (0 for an InfoBuffer): a lane whose stack would end an
 operation below ``floor`` words has popped bits that nobody pushed, and fails with
-ERR_BUFFER_UNDERFLOW. (A forward multiply by n/d <= 1 may borrow a seed word inside the operation, but
-always ends at or above the floor.) A lane whose stack has no free row fails with ERR_BUFFER_FULL, so
-no kernel reads or writes outside ``words``.
+ERR_BUFFER_UNDERFLOW. (A forward multiply by n/d <= 1 may borrow the virtual zero word under an empty
+stack inside the operation, but always ends at or above the bottom.) A lane whose stack has no free row
+fails with ERR_BUFFER_FULL, so no kernel reads or writes outside ``words``.
 """
 
 import numba as nb

@@ -101,5 +101,5 @@ class ReversibleRun(HalfStep):
 
     def bits_per_weight_step(self):
         """Buffer content added since construction, per weight per step taken."""
-        start = float(content_bits(*self._start, self.buffer.seed_words).sum())
+        start = float(content_bits(*self._start).sum())
         return (self.buffer.content_bits - start) / (self.w.shape[0] * max(self.t, 1))

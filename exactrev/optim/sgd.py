@@ -148,7 +148,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         t, grad = self._next_step(grad)
         self.buffer.ensure_free(1)
         args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
-                self.buffer.seed_words, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
+                self.buffer.floor, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
                 self.fmt.scale)
         errs = np.zeros(self.n_weights, np.int8)
         kernel = for_lanes(momentum_forward_kernel, self.n_weights)
@@ -179,7 +179,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             self.buffer.ensure_free(1)
             nums, dens, omg, _ = self._row(t)
             args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
-                    self.buffer.seed_words, self.group, nums, dens, omg, grad, self.fmt.scale)
+                    self.buffer.floor, self.group, nums, dens, omg, grad, self.fmt.scale)
             errs = np.zeros(self.n_weights, np.int8)
             kernel = for_lanes(velocity_back_kernel, self.n_weights)
             kernel(*args, False, errs)
@@ -249,6 +249,6 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         """Buffer content pushed by this run, in bits per weight per step taken."""
         if self.t == 0:
             return 0.0
-        start_bits = float(content_bits(*self._start, self.buffer.seed_words).sum())
+        start_bits = float(content_bits(*self._start).sum())
         return (self.buffer.content_bits - start_bits) / (self.n_weights * self.t)
 

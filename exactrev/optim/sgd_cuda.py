@@ -44,12 +44,11 @@ def step_tables(schedule: MomentumSchedule, scale):
 class CudaReversibleSGD(HalfStep):
     """Momentum SGD on the GPU whose trajectory runs backwards exactly (same integers as the CPU).
 
-    Parameters as :class:`ReversibleSGD`; ``seed_words`` as :class:`InfoBuffer`. The buffer gets room
-    for the whole schedule from its entropy bound when constructed.
+    Parameters as :class:`ReversibleSGD`. The buffer gets room for the whole schedule from its entropy
+    bound when constructed.
     """
 
-    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat(),
-                 seed_words=4):
+    def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat()):
         self.fmt, self.schedule = fmt, schedule
         w = fmt.to_fixed(np.ravel(w0), name="w0")
         n = w.shape[0]
@@ -57,10 +56,9 @@ class CudaReversibleSGD(HalfStep):
         if v.shape != (n,):
             raise ValueError(f"v0 has {v.shape[0]} values, w0 has {n}")
         group = as_group_ids(group, n, schedule.groups)
-        host_buf = InfoBuffer(n, seed_words)
-        rows = seed_words + int(np.ceil(schedule.bits_per_step().max(axis=1).sum() / WORD_BITS)) + 4
-        host_buf.reserve(rows)
-        self.seed_words = seed_words
+        host_buf = InfoBuffer(n)
+        host_buf.reserve(int(np.ceil(schedule.bits_per_step().max(axis=1).sum() / WORD_BITS)) + 4)
+        self.floor = host_buf.floor
         self.n_weights = n
         self.w, self.v = cuda.to_device(w), cuda.to_device(v)
         self.group = cuda.to_device(group)
@@ -97,7 +95,7 @@ class CudaReversibleSGD(HalfStep):
 
     def buffer_to_host(self) -> InfoBuffer:
         """The buffer as a CPU InfoBuffer (same format: save, load and pop it on the CPU)."""
-        buf = InfoBuffer(self.n_weights, self.seed_words)
+        buf = InfoBuffer(self.n_weights)
         buf.heads, buf.counts = self.heads.copy_to_host(), self.counts.copy_to_host()
         buf.words = self.words.copy_to_host()
         return buf
@@ -114,7 +112,7 @@ class CudaReversibleSGD(HalfStep):
         if self.t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {self.t} has none")
         self._launch(K.momentum_forward_kernel, self.w, self.v, self.heads, self.counts, self.words,
-                     self.seed_words, self.group, self.ci_n, self.ci_d, self.omg_scale, self.lr,
+                     self.floor, self.group, self.ci_n, self.ci_d, self.omg_scale, self.lr,
                      grad_device, self.t)
         self.t += 1
 
@@ -128,7 +126,7 @@ class CudaReversibleSGD(HalfStep):
         """Second half, with the gradient at the restored weights; then t <- t-1. If the device finds
         an error, the weights are moved forward again (see :meth:`check`)."""
         t = self._begin_second_half("unstep_weights")
-        self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.seed_words,
+        self._launch(K.velocity_back_kernel, self.v, self.heads, self.counts, self.words, self.floor,
                      self.group, self.ci_n, self.ci_d, self.omg_scale, grad_device, t)
         K.weights_redo_kernel[blocks(self.n_weights), THREADS](self.w, self.v, self.group, self.lr,
                                                                t, False, self.flag)

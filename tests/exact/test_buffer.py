@@ -198,3 +198,16 @@ def test_save_names_the_file_not_its_temporary(tmp_path):
         buf.save(missing)
     assert str(missing) in str(info.value) and ".tmp" not in str(info.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_fresh_buffer_costs_12_bytes_per_lane():
+    buf = InfoBuffer(1000)
+    assert buf.nbytes_allocated == 12 * 1000 == buf.nbytes_used
+    assert buf.heads.dtype == np.int64 and buf.counts.dtype == np.int32 and buf.content_bits == 0
+
+
+def test_a_file_of_the_older_format_is_refused_by_name(tmp_path):
+    path = tmp_path / "old.buf"
+    path.write_bytes(b"EXACTREV-BUFFER1" + bytes(100))
+    with pytest.raises(BufferFileError, match="format 1"):
+        InfoBuffer.load(path)

@@ -42,10 +42,10 @@ def test_a_lane_with_no_free_row_reports_a_full_stack_instead_of_writing_past_th
 
 def test_the_public_kernels_refuse_a_full_stack():
     buf = InfoBuffer(5)
-    buf.words = buf.words[:buf.seed_words].copy()   # no free row
+    buf.words = buf.words[:0].copy()   # no free row
     errs = np.zeros(5, np.int8)
     failed = rational_multiply_kernel(np.ones(5, np.int64), buf.heads, buf.counts, buf.words,
-                                      buf.seed_words, 9, 10, False, None, errs)
+                                      buf.floor, 9, 10, False, None, errs)
     assert failed == 5 and (errs == ERR_BUFFER_FULL).all()
     heads = buf.heads.copy()
     assert push_kernel(buf.heads, buf.counts, buf.words, np.zeros(5, np.int64), np.full(5, 7)) == 5
@@ -54,21 +54,28 @@ def test_the_public_kernels_refuse_a_full_stack():
 
 def test_dividing_on_a_fresh_buffer_underflows_at_the_first_operation():
     buf = InfoBuffer(3)
+    buf.ensure_free(1)
     errs = np.zeros(3, np.int8)
     failed = rational_multiply_kernel(np.ones(3, np.int64) * 12345, buf.heads, buf.counts, buf.words,
-                                      buf.seed_words, 9, 10, True, None, errs)
+                                      buf.floor, 9, 10, True, None, errs)
     assert failed == 3 and (errs == ERR_BUFFER_UNDERFLOW).all()
 
 
 @pytest.mark.parametrize("frac", [Fraction(1, 65536), Fraction(65535, 65536), Fraction(9, 10), Fraction(1, 2)])
-def test_a_forward_multiply_never_ends_below_the_seed_words(frac):
-    """The floor is safe: multiplying by n/d <= 1 may borrow a seed word inside the operation but always
-    ends with at least the seed words on the stack (so forward runs never see a false underflow)."""
-    from exactrev.exact.rational_ops import multiply
+def test_a_forward_multiply_never_ends_below_the_bottom_of_the_stack(frac):
+    """The floor is safe: multiplying by n/d <= 1 may borrow the virtual zero word under an empty stack
+    inside the operation but always ends at or above the bottom (forward runs see no false underflow),
+    and a division brings a fresh buffer back to fresh."""
+    from exactrev.exact.rational_ops import divide, multiply
 
     rng = np.random.default_rng(0)
     buf = InfoBuffer(2000)
     x = rng.integers(-2 ** 52, 2 ** 52, 2000)
+    x0 = x.copy()
     for _ in range(30):
         multiply(x, frac, buf)
-        assert buf.counts.min() >= buf.seed_words
+        assert buf.counts.min() >= 0
+    for _ in range(30):
+        divide(x, frac, buf)
+    np.testing.assert_array_equal(x, x0)
+    assert buf == InfoBuffer(2000)

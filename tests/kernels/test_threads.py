@@ -51,16 +51,16 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
     for kernel in (momentum_forward_kernel, threads.for_lanes(momentum_forward_kernel, 1)):
         w, v = w0.copy(), v0.copy()
         buf = InfoBuffer(n)
-        buf.reserve(buf.seed_words + 4 * steps + 8)
+        buf.reserve(4 * steps + 8)
         heads, counts, words = buf.heads, buf.counts, buf.words
         errs = np.zeros(n, np.int8)
         for t in range(steps):
-            kernel(w, v, heads, counts, words, buf.seed_words, np.zeros(n, np.int64), nums, dens,
+            kernel(w, v, heads, counts, words, buf.floor, np.zeros(n, np.int64), nums, dens,
                    np.array([1 - nums[0] / dens[0]]), np.array([0.01]), grads[t], 2.0 ** 42, True, errs)
         assert not errs.any()
         out = np.zeros(n, np.int64)
         pop = threads.for_lanes(pop_kernel, 1) if kernel is not momentum_forward_kernel else pop_kernel
-        pop(heads, counts, words, bases, buf.seed_words, out, True, errs)
+        pop(heads, counts, words, bases, buf.floor, out, True, errs)
         results.append((w, v, heads, counts, words, out))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
