@@ -35,7 +35,8 @@ def _run(prob, method, **kwargs):
 def compare(steps, hidden, time_limit=300.0, out=print):
     """Rows of the comparison at one T; see the module docstring."""
     prob = PaperProblem(steps, hidden)
-    PaperProblem(2, hidden).hypergradient("checkpoint")  # load compiled kernels before timing
+    for method in ("reversal", "checkpoint"):  # load (or compile) every kernel before timing
+        PaperProblem(2, hidden).hypergradient(method)
     n = prob.net.n_params
     pair = 16 * n
     bits = float(prob.meta.schedule().bits_per_step().mean())
@@ -43,7 +44,7 @@ def compare(steps, hidden, time_limit=300.0, out=print):
 
     rev, rev_s = _run(prob, "reversal")
     rows.append(dict(method="reversal", c="", kept=rev.extra_bytes,
-                     theory=int(n * steps * bits / 8 + 16 * n), fwd=rev.stats["forward_steps"],
+                     theory=int(n * steps * bits / 8 + 12 * n), fwd=rev.stats["forward_steps"],
                      sched=steps, grads=rev.grad_evals, hvps=rev.hvp_evals, seconds=rev_s, ran=True,
                      result=rev))
     per_fwd = rev_s / (3.4 * steps)  # a forward step costs about 1/3.4 of a gradient+HVP step here
@@ -113,7 +114,7 @@ def print_table(block, out=print):
     content = rev["result"].stats["buffer_content_bits"] / 8
     out(f"reversal: buffer content {content:,.0f} bytes (measured from heads and words) against the bound "
         f"N T log2(d/n) / 8 = {bound:,.0f} ({100 * (content / bound - 1):+.3f}%); it keeps "
-        f"{rev['kept']:,} bytes, {rev['kept'] - content:,.0f} of them O(N): heads, counts, seed words and "
+        f"{rev['kept']:,} bytes, {rev['kept'] - content:,.0f} of them O(N): heads, counts and "
         f"each lane's partly filled top word. The hypergradients of all methods agree to "
         f"{_agreement(rows):.1e} relative")
     out("")
@@ -139,21 +140,27 @@ def plot_memory_time(blocks, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4.2), constrained_layout=True,
                              squeeze=False)
     markers = {"reversal": "o", "store": "s", "checkpoint": "^"}
+    # one colour per method and checkpoint budget rule, the same in every panel
+    colours = {"reversal": "C0", "store": "C1", "bound bytes": "C2", "measured bytes": "C3", "c = 1": "C4",
+               "c = ceil(sqrt T)": "C5"}
     for ax, block in zip(axes[0], blocks):
-        for j, r in enumerate(block["rows"]):
+        for r in block["rows"]:
             mem = r["kept"] if r["kept"] is not None else r["theory"]
-            label = r["method"] + (f" c={r['c'].split()[0]}" if r["c"] else "")
-            color = f"C{j}"
+            rule = r["c"].split("(", 1)[1][:-1] if r["c"] else r["method"]
+            label = r["method"] + (f" c={r['c'].split()[0]} ({rule})" if r["c"] else "")
+            color = colours[rule]
             ax.scatter(r["seconds"], mem, marker=markers[r["method"]], s=60, edgecolors=color,
                        facecolors=color if r["ran"] else "none",
                        label=label + ("" if r["ran"] else " (estimated, not run)"))
         ax.set(xscale="log", yscale="log", xlabel="wall time (s)", ylabel="bytes kept",
                title=f"T = {block['steps']}, N = {block['n_params']}")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     fig.suptitle("hypergradient cost: memory against time (lower left is better)")

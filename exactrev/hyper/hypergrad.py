@@ -101,8 +101,10 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
     if device == "cuda":
         if method != "reversal":
             raise ValueError("device='cuda' supports method='reversal' only")
+        from ..kernels.cuda_device import require_cuda
         from .hypergrad_cuda import hypergradient_cuda
 
+        require_cuda()
         return hypergradient_cuda(meta, train_loss, valid_loss, noise, types, fmt)
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

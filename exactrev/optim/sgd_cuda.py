@@ -16,6 +16,7 @@ from numba import cuda
 from ..exact.buffer import BufferUnderflowError, InfoBuffer, ReversalUnderflowError
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels import cuda as K
+from ..kernels.cuda_device import require_cuda
 from ..kernels.momentum import ERR_MESSAGES
 from ..kernels.rans import CODE_LEN, WORD_BITS, code_table
 from .checks import HalfStep, StateFingerprint, as_group_ids, as_step_count
@@ -49,6 +50,7 @@ class CudaReversibleSGD(HalfStep):
     """
 
     def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat()):
+        require_cuda()
         self.fmt, self.schedule = fmt, schedule
         w = fmt.to_fixed(np.ravel(w0), name="w0")
         n = w.shape[0]

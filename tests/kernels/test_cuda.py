@@ -173,3 +173,14 @@ def test_gpu_benchmark_runs_on_the_simulator(capsys):
     assert figures["push_ns"] > 0 and figures["pop_ns"] > 0
     assert figures["match"] == {"w": True, "v": True, "buffer": True, "restored": True}
     assert "reversible / float64 time" in capsys.readouterr().out
+
+
+def test_a_gpu_run_without_a_device_says_so_in_one_line(monkeypatch):
+    from exactrev.kernels.cuda_device import NoCudaDeviceError
+
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(NoCudaDeviceError, match="no CUDA device") as info:
+        CudaReversibleSGD(np.zeros(3), MomentumSchedule.build(lr=0.1, momentum=0.9, steps=2))
+    assert "\n" not in str(info.value)
+    with pytest.raises(NoCudaDeviceError):
+        hypergradient(None, None, None, None, None, device="cuda")
