@@ -62,7 +62,7 @@ def test_every_meta_iteration_is_logged_as_it_ends(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "meta_log.jsonl").read_text().splitlines()]
     assert [r["meta_iter"] for r in lines] == [0, 1, 2]
     assert [r["valid_loss"] for r in lines] == [c["valid_loss"] for c in res.curve]
-    assert all(r["restored"] and r["buffer_bytes"] > 0 for r in lines)
+    assert all(r["restored"] and r["kept_bytes"] > 0 and r["forward_steps"] == cfg.steps for r in lines)
     saved = np.load(tmp_path / "meta_params.npz")
     assert int(saved["meta_iter"]) == 2 and saved["log_lr"].shape == (5, 4)
 
@@ -97,3 +97,85 @@ def test_the_verdict_names_both_figures(tmp_path, capsys):
 def test_checkpointing_does_not_claim_a_reversal(tmp_path, capsys):
     assert main(TINY + ["--method", "checkpoint", "--snapshots", "2", "--out", str(tmp_path)]) == 0
     assert "reversal restored" not in capsys.readouterr().out
+
+
+def test_a_folder_that_holds_a_run_is_refused_unless_force_or_resume(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    assert main(TINY + out) == 0
+    before = (tmp_path / "meta_log.jsonl").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(TINY + out)
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--out" in last and "--force" in last and "--resume" in last
+    assert (tmp_path / "meta_log.jsonl").read_text() == before
+    assert main(TINY + out + ["--force"]) == 0
+
+
+def test_resume_needs_a_run_and_the_same_settings(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(TINY + ["--out", str(tmp_path), "--resume"])
+    assert "holds no run to resume" in capsys.readouterr().err
+    assert main(TINY + ["--out", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit):
+        main(TINY + ["--out", str(tmp_path), "--resume", "--steps", "6"])
+    assert "steps = 5, not 6" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_the_json_records_what_reproduces_the_run(tmp_path):
+    import exactrev
+
+    assert main(TINY + ["--method", "checkpoint", "--snapshots", "2", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "hyperparameters.json").read_text())
+    run = saved["run"]
+    assert run["flags"]["snapshots"] == 2 and run["flags"]["steps"] == 5
+    assert run["versions"]["exactrev"] == exactrev.__version__ and "numba" in run["versions"]
+    assert run["data"] == {"name": "digits", "train": 200, "valid": 100, "test": 1497, "features": 64,
+                           "classes": 10}
+    assert saved["cost"]["method"] == "checkpoint" and saved["cost"]["kept_bytes_per_hypergradient"] > 0
+    assert saved["cost"]["forward_steps_per_hypergradient"] > 5   # recomputation from snapshots
+
+
+def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
+    """Kill the job (SIGKILL) once it has logged a few meta-iterations, resume it, and compare with a
+    run that was never interrupted: the meta-parameters agree bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = TINY[1:] + ["--meta-iters", "40", "--steps", "8"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen([sys.executable, "-m", "exactrev.faces.cli", "hyperopt", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / "meta_log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    done = len(log.read_text().splitlines())
+    assert 3 <= done < 40
+    assert main(["hyperopt", *args, "--out", str(killed), "--resume"]) == 0
+    assert main(["hyperopt", *args, "--out", str(whole)]) == 0
+    a, b = np.load(killed / "meta_params.npz"), np.load(whole / "meta_params.npz")
+    for name in ("log_lr", "logit_momentum", "log_init_scale"):
+        np.testing.assert_array_equal(a[name], b[name])
+    la = [json.loads(x) for x in log.read_text().splitlines()]
+    lb = [json.loads(x) for x in (whole / "meta_log.jsonl").read_text().splitlines()]
+    assert [r["meta_iter"] for r in la] == list(range(40))
+    assert [r["valid_loss"] for r in la] == [r["valid_loss"] for r in lb]
+
+
+def test_version_and_help_without_repeated_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("exactrev ")
+    with pytest.raises(SystemExit):
+        main(["hyperopt", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: 100)" in text

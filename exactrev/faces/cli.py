@@ -40,10 +40,22 @@ def _widths(text):
     return widths
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: x)" only where there is a default to show and the help does not give it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="exactrev",
         description="Bit-exactly reversible training and exact hypergradients (Maclaurin et al. 2015).")
+    parser.add_argument("--version", action="version", version=f"exactrev {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="train an MLP reversibly on the bundled digits, reverse, check",
@@ -65,8 +77,10 @@ def build_parser():
         description="Gradient-based hyperparameter optimisation through reversible learning: learn "
                     "learning-rate and momentum schedules per step and weight type (and init scales) "
                     "for an MLP, compare with the best constant schedule of a grid search on held-out "
-                    "data, and write hyperparameters.json, schedules.png and meta_curve.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "data, and write hyperparameters.json, schedules.png and meta_curve.png into --out. "
+                    "Each meta-iteration is logged to meta_log.jsonl and meta_params.npz as it ends, "
+                    "so an interrupted run keeps what it computed and --resume continues it.",
+        formatter_class=_HelpWithDefaults)
     hyp.add_argument("--data", default="digits",
                      help="'digits' (bundled with scikit-learn) or a path to MNIST (IDX folder or .npz)")
     hyp.add_argument("--n-train", type=_positive_int, default=1000, help="training examples")
@@ -98,7 +112,13 @@ def build_parser():
     hyp.add_argument("--snapshots", type=_positive_int, default=None,
                      help="snapshots c for --method checkpoint (default ceil(sqrt(steps)))")
     hyp.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (data split, init noise, batches)")
-    hyp.add_argument("--out", default="exactrev-out", help="output folder")
+    hyp.add_argument("--out", default="exactrev-out",
+                     help="output folder; one that holds a run is refused unless --force or --resume")
+    again = hyp.add_mutually_exclusive_group()
+    again.add_argument("--force", action="store_true", help="overwrite the run already in --out")
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last meta-iteration (same settings; "
+                            "--meta-iters may be raised)")
     hyp.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     bench = sub.add_parser("bench", help="measure the buffer and training against baselines",
@@ -193,6 +213,39 @@ def _writable_folder(path):
     return None
 
 
+def _run_folder_problem(args):
+    """An error when --out already holds a run and neither --force nor --resume says what to do."""
+    import os
+
+    held = [f for f in ("meta_log.jsonl", "meta_params.npz", "hyperparameters.json")
+            if os.path.exists(os.path.join(args.out, f))]
+    if args.resume and "meta_params.npz" not in held:
+        return f"argument --resume: {args.out!r} holds no run to resume (no meta_params.npz)"
+    if held and not (args.force or args.resume):
+        return (f"argument --out: {args.out!r} already holds a run ({held[0]}): pass --resume to continue "
+                f"it, --force to overwrite it, or another --out")
+    return None
+
+
+def _say_if_compiling():
+    """One line before the first run of an installation, which compiles the kernels in silence."""
+    from ..kernels.cache import on_disk
+    from ..kernels.momentum import momentum_forward_kernel, velocity_back_kernel
+    from ..kernels.threads import serial_build
+    from ..model.mlp_kernels import mlp_predict, serial_mlp_pass
+
+    kernels = (serial_mlp_pass(), mlp_predict, serial_build(momentum_forward_kernel),
+               serial_build(velocity_back_kernel))
+    if not on_disk(*kernels):
+        print("compiling kernels (first run only, about 30 s on 2 cores) ...", flush=True)
+
+
+def _now():
+    import datetime
+
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def _load_data(args):
     """The dataset named by --data, or a one-line error naming --data."""
     import zipfile
@@ -216,8 +269,8 @@ def _load_data(args):
 
 def _hyperopt(parser, args):
     from ..hyper.hyperopt import (ConfigError, HyperoptConfig, InitialSettingsError, MetaDivergenceError,
-                                  run_hyperopt)
-    from .report_files import write_outputs
+                                  ResumeError, load_resume, run_hyperopt)
+    from .report_files import run_record, write_outputs
 
     default_lr = 0.3 if args.optimizer in ("sgd", "nesterov") else 0.01
     init_lr = args.init_lr if args.init_lr is not None else default_lr
@@ -238,15 +291,23 @@ def _hyperopt(parser, args):
         parser.error(str(exc))
     if args.batch > len(data.train):
         parser.error(f"argument --batch: {args.batch} is larger than the {len(data.train)} training examples")
-    problem = _writable_folder(args.out)
+    problem = _writable_folder(args.out) or _run_folder_problem(args)
     if problem:
         parser.error(problem)
+    if args.resume:
+        try:
+            load_resume(args.out, cfg)
+        except ResumeError as exc:
+            parser.error(f"argument --resume: {exc}")
+    record = run_record(args, data, sys.argv)
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
           f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "
           f"{args.meta_iters} meta-iterations of Adam, optimizer={args.optimizer}, method={args.method}")
+    _say_if_compiling()
     try:
-        result = run_hyperopt(data, cfg, progress=not args.no_progress, log_folder=args.out)
+        result = run_hyperopt(data, cfg, progress=not args.no_progress, log_folder=args.out,
+                              resume=args.resume)
     except InitialSettingsError as exc:
         parser.error(f"training with the initial settings (--init-lr {init_lr:g}, --init-scale "
                      f"{args.init_scale:g}, --init-momentum {args.init_momentum:g}) fails: "
@@ -265,7 +326,8 @@ def _hyperopt(parser, args):
           f"error vs best constant (lr={best['lr']:.3g}, momentum={best['momentum']}) {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
           f"(by test loss: {_winner(learned['test_loss'], best['test_loss'])}; by test error: "
           f"{_winner(learned['test_error'], best['test_error'])})")
-    for path in write_outputs(result, args.out):
+    record["finished"] = _now()
+    for path in write_outputs(result, args.out, run=record):
         print(f"wrote {path}")
     print(f"total {result.seconds:.1f} s")
     return 0

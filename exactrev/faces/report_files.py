@@ -22,6 +22,7 @@ def result_to_json(result) -> dict:
             "l2_per_layer": (None if result.log_l2_per_layer is None
                              else np.exp(result.log_l2_per_layer).tolist()),
         },
+        "cost": {"method": result.config.get("method"), **cost_summary(result.curve)},
         "meta_curve": result.curve,
         "final": {"learned": result.learned, "best_constant": result.baseline["best"]},
         "constant_grid": result.baseline["grid"],
@@ -40,12 +41,46 @@ def _optimizer_values(meta, type_names):
                              for k, name in enumerate(type_names)}}
 
 
-def write_outputs(result, folder) -> list:
-    """Write hyperparameters.json, schedules.png and meta_curve.png into ``folder``; return the paths."""
+def run_record(args, data, argv) -> dict:
+    """What reproduces a command-line run: the command, every flag, the data and the versions."""
+    import datetime
+    import platform
+
+    import numba
+
+    from .. import __version__
+
+    flags = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+    return {"command": " ".join(["exactrev", *argv[1:]]) if argv else "exactrev", "flags": flags,
+            "data": {"name": data.name, "train": len(data.train), "valid": len(data.valid),
+                     "test": len(data.test), "features": data.n_features, "classes": data.n_classes},
+            "versions": {"exactrev": __version__, "numpy": np.__version__, "numba": numba.__version__,
+                         "python": platform.python_version()},
+            "threads": numba.get_num_threads(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def cost_summary(curve) -> dict:
+    """Memory kept and forward steps per hypergradient, from the meta-iteration records."""
+    done = [c for c in curve if "valid_loss" in c]
+    if not done:
+        return {}
+    return {"kept_bytes_per_hypergradient": max(c.get("kept_bytes", 0) for c in done),
+            "forward_steps_per_hypergradient": done[-1].get("forward_steps"),
+            "seconds_per_meta_iteration": float(np.mean([c["seconds"] for c in done]))}
+
+
+def write_outputs(result, folder, run=None) -> list:
+    """Write hyperparameters.json, schedules.png and meta_curve.png into ``folder``; return the paths.
+
+    run: what reproduces the run (``run_record``), stored under "run" in the JSON."""
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, "hyperparameters.json")]
+    record = result_to_json(result)
+    if run is not None:
+        record = {"run": run, **record}
     with open(paths[0], "w") as fh:
-        json.dump(result_to_json(result), fh, indent=1)
+        json.dump(record, fh, indent=1)
     paths.append(plot_schedules(result, os.path.join(folder, "schedules.png")))
     paths.append(plot_meta_curve(result, os.path.join(folder, "meta_curve.png")))
     return paths

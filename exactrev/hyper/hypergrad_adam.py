@@ -176,5 +176,5 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
              "log_init_scale": group_sums(dw * w0f, types, G), "lr": d_lr, "b1": d_b1, "b2": d_b2,
              "eps": d_eps, "weight_decay": d_lam, **d_theta}
     return HypergradResult(float(loss), grads, w_final, restored, 3 * T, T, opt.buffer.nbytes_used,
-                           {"optimizer": "adamw" if np.any(lam > 0) else "adam"})
+                           {"optimizer": "adamw" if np.any(lam > 0) else "adam", "forward_steps": T})
 

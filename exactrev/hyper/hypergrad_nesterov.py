@@ -128,5 +128,5 @@ def nesterov_hypergradient(meta: MetaParams, train_loss, valid_loss, noise, type
     w0f = fmt.to_float(w0_fixed)
     grads = {"log_lr": d_lr * lr, "logit_momentum": d_g * g * (1.0 - g),
              "log_init_scale": group_sums(dw * w0f, types, G), "lr": d_lr, "momentum": d_g, **d_theta}
-    stats = {"optimizer": "nesterov", "memory": str(opt.memory)}
+    stats = {"optimizer": "nesterov", "memory": str(opt.memory), "forward_steps": T}
     return HypergradResult(float(loss), grads, w_final, restored, 2 * T, T, opt.buffer.nbytes_used, stats)

@@ -291,27 +291,101 @@ def constant_grid(budget, centre_lr=0.3, momenta=_SGD.grid_momenta, lr_range=_SG
 
 class MetaLog:
     """Per-meta-iteration records as JSON lines in ``folder/meta_log.jsonl`` (flushed as they come),
-    and the latest meta-parameters in ``folder/meta_params.npz``, so a failed or interrupted job keeps
-    what it computed. ``folder=None`` writes nothing (the records are still in the result's curve)."""
+    and in ``folder/meta_params.npz`` the latest meta-parameters (under their own names) with
+    everything a resumed run needs (``state.*``: the meta-optimiser, the best point so far, the next
+    meta-iteration and the configuration), so a failed, interrupted or killed job keeps what it
+    computed and ``resume`` continues it. ``folder=None`` writes nothing (the records are still in the
+    result's curve)."""
 
-    def __init__(self, folder=None):
+    LOG, STATE = "meta_log.jsonl", "meta_params.npz"
+
+    def __init__(self, folder=None, resume=False):
         self.folder = folder
+        self.n_records = 0
         if folder is not None:
             os.makedirs(folder, exist_ok=True)
-            open(os.path.join(folder, "meta_log.jsonl"), "w").close()
+            if not resume:
+                open(os.path.join(folder, self.LOG), "w").close()
 
-    def write(self, record, params):
+    def write(self, record, params, state=None):
+        """Append ``record``; save ``params`` and, when given, the resumable ``state`` (a flat dict)."""
         if self.folder is None:
             return
-        with open(os.path.join(self.folder, "meta_log.jsonl"), "a") as fh:
+        self.n_records += 1
+        with open(os.path.join(self.folder, self.LOG), "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        extra = {f"state.{k}": v for k, v in (state or {}).items()}
         tmp = os.path.join(self.folder, "meta_params.tmp.npz")
-        np.savez(tmp, meta_iter=record["meta_iter"], **params)
-        os.replace(tmp, os.path.join(self.folder, "meta_params.npz"))
+        np.savez(tmp, meta_iter=record["meta_iter"], **params, **extra,
+                 **{"state.n_records": self.n_records})
+        os.replace(tmp, os.path.join(self.folder, self.STATE))
+
+
+class ResumeError(ValueError):
+    """The output folder holds no run that this configuration can continue."""
+
+
+def _adam_state(prefix, adam):
+    out = {f"{prefix}t": adam.t, f"{prefix}lr": adam.lr}
+    out.update({f"{prefix}m.{k}": v for k, v in adam.m.items()})
+    out.update({f"{prefix}s.{k}": v for k, v in adam.s.items()})
+    return out
+
+
+def _adam_from(state, prefix, names):
+    adam = Adam(float(state[f"{prefix}lr"]), t=int(state[f"{prefix}t"]))
+    for k in names:
+        if f"{prefix}m.{k}" in state:
+            adam.m[k] = np.array(state[f"{prefix}m.{k}"])
+            adam.s[k] = np.array(state[f"{prefix}s.{k}"])
+    return adam
+
+
+def _state(next_iter, cfg, adam, best):
+    """The flat dict MetaLog saves: next meta-iteration, configuration, meta-optimiser, best point."""
+    out = {"next_iter": next_iter, "config": json.dumps(_comparable(cfg)), **_adam_state("adam.", adam)}
+    if best is not None:
+        loss, params, best_adam, grads = best
+        out["best.loss"] = loss
+        out.update({f"best.p.{k}": v for k, v in params.items()})
+        out.update({f"best.g.{k}": v for k, v in grads.items()})
+        out.update(_adam_state("best.adam.", best_adam))
+    return out
+
+
+def _comparable(cfg):
+    """The configuration fields a resumed run must share (all but the number of meta-iterations)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "meta_iters"}
+
+
+def load_resume(folder, cfg):
+    """(state dict, records) of the run saved in ``folder``; ResumeError unless ``cfg`` continues it."""
+    path = os.path.join(folder, MetaLog.STATE)
+    try:
+        with np.load(path) as npz:
+            state = {k[len("state."):]: npz[k] for k in npz.files if k.startswith("state.")}
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"{folder} holds no resumable run ({MetaLog.STATE}: {exc})") from None
+    if "next_iter" not in state:
+        raise ResumeError(f"{path} was written without the state a resumed run needs")
+    saved = json.loads(str(state["config"]))
+    now = _comparable(cfg)
+    differ = [k for k in now if saved.get(k) != now[k]]
+    if differ:
+        k = differ[0]
+        raise ResumeError(f"the run in {folder} was made with {k} = {saved.get(k)!r}, not {now[k]!r}; "
+                          f"resume with the same settings (only the number of meta-iterations may change)")
+    with open(os.path.join(folder, MetaLog.LOG)) as fh:
+        lines = fh.read().splitlines()
+    n = int(state["n_records"])
+    records = [json.loads(line) for line in lines[:n]]
+    with open(os.path.join(folder, MetaLog.LOG), "w") as fh:  # drop what was written after the state
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+    return state, records
 
 
 def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress=True,
-                 log=print, log_folder=None) -> HyperoptResult:
+                 log=print, log_folder=None, resume=False) -> HyperoptResult:
     """Optimise the hyperparameters on ``data`` and compare with the best constant schedule.
 
     Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). When training after a
@@ -320,12 +394,14 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     meta-parameters so far (and the meta-optimiser's state there), halves the meta learning rate and
     steps again; a record with ``"diverged"`` says so. After MAX_RETRIES halvings in a row it stops with
     MetaDivergenceError. If training fails with the initial settings, InitialSettingsError says so
-    before any meta-step.
+    before any meta-step. With ``resume``, the run saved in ``log_folder`` continues where it stopped
+    (``load_resume``; the result is the same as that of an uninterrupted run).
     """
     from tqdm.auto import tqdm
 
     cfg.check()
-    meta_log = MetaLog(log_folder)
+    saved = load_resume(log_folder, cfg) if resume else None
+    meta_log = MetaLog(log_folder, resume=resume)
     start = time.perf_counter()
     prob = _Problem(data, cfg)
     net = prob.net
@@ -337,8 +413,24 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
         params["log_l2_layer"] = log_l2_layer
     adam = Adam(cfg.meta_lr)
     curve = []
-    bar = tqdm(range(cfg.meta_iters), desc="meta-iterations", disable=not progress)
     best = None   # (loss, params, meta-optimiser, grads) at the best meta-iteration so far
+    first = 0
+    if saved is not None:
+        state, curve = saved
+        names = list(params)
+        with np.load(os.path.join(log_folder, MetaLog.STATE)) as npz:
+            for k in names:
+                params[k][...] = npz[k]
+        adam = _adam_from(state, "adam.", names)
+        if "best.loss" in state:
+            best = (float(state["best.loss"]), {k: np.array(state[f"best.p.{k}"]) for k in names},
+                    _adam_from(state, "best.adam.", names),
+                    {k: np.array(state[f"best.g.{k}"]) for k in names if f"best.g.{k}" in state})
+        first = int(state["next_iter"])
+        meta_log.n_records = len(curve)
+        log(f"resuming at meta-iteration {first} of {cfg.meta_iters} from {log_folder}")
+    bar = tqdm(range(first, cfg.meta_iters), desc="meta-iterations", disable=not progress,
+               initial=first, total=cfg.meta_iters)
     for m in bar:
         t0 = time.perf_counter()
         for retry in range(MAX_RETRIES + 1):
@@ -370,7 +462,7 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
                 log(f"meta-iteration {m}: training diverged ({record['message']}); went back to the best "
                     f"meta-parameters so far and halved the meta learning rate to {adam.lr:.3g}")
                 curve.append(record)
-                meta_log.write(record, params)
+                meta_log.write(record, params, _state(m, cfg, adam, best))
         grads = {name: res.grads[name] for name in family.keys}
         if log_l2_layer is not None:
             grads["log_l2_layer"] = np.bincount(prob.layer_of_param, weights=res.grads["log_l2"],
@@ -381,9 +473,9 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
         adam.step(params, grads)
         record = {"meta_iter": m, "valid_loss": res.loss, "grad_norm": norm, "restored": res.restored,
                   "seconds": time.perf_counter() - t0, "meta_lr": adam.lr,
-                  "buffer_bytes": int(res.extra_bytes)}
+                  "kept_bytes": int(res.extra_bytes), "forward_steps": res.stats.get("forward_steps")}
         curve.append(record)
-        meta_log.write(record, params)
+        meta_log.write(record, params, _state(m + 1, cfg, adam, best))
         bar.set_postfix(valid_loss=f"{res.loss:.4f}")
     bar.close()
     final_iter = cfg.meta_iters  # a fresh batch sequence for the final comparison
