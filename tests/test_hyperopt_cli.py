@@ -134,6 +134,17 @@ def test_the_json_records_what_reproduces_the_run(tmp_path):
                            "classes": 10}
     assert saved["cost"]["method"] == "checkpoint" and saved["cost"]["kept_bytes_per_hypergradient"] > 0
     assert saved["cost"]["forward_steps_per_hypergradient"] > 5   # recomputation from snapshots
+    assert len(saved["constant_grid"]) == len(saved["random_search"]) == 2   # the same budget each
+    assert saved["final"]["best_random_search"]["lr"] in [r["lr"] for r in saved["random_search"]]
+
+
+def test_random_search_draws_the_budget_in_range_and_repeats_with_the_seed():
+    from exactrev.hyper.hyperopt import random_constants
+
+    pairs = random_constants(50, (0.01, 10.0), seed=3)
+    assert len(pairs) == 50 and pairs == random_constants(50, (0.01, 10.0), seed=3)
+    assert all(0.01 <= lr <= 10 and 0.5 <= g <= 0.99 for lr, g in pairs)
+    assert pairs != random_constants(50, (0.01, 10.0), seed=4)
 
 
 def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):

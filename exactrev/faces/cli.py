@@ -318,14 +318,16 @@ def _hyperopt(parser, args):
         return 1
     done = [c for c in result.curve if "valid_loss" in c]
     first, last = done[0]["valid_loss"], done[-1]["valid_loss"]
-    learned, best = result.learned, result.baseline["best"]
+    learned = result.learned
     restored = (f"; every reversal restored w_0 bit for bit: {all(c['restored'] for c in done)}"
                 if args.method == "reversal" else "")
     print(f"meta-curve: validation loss {first:.4f} -> {last:.4f}{restored}")
-    print(f"held-out test: learned {learned['test_loss']:.4f} loss / {100 * learned['test_error']:.2f}% "
-          f"error vs best constant (lr={best['lr']:.3g}, momentum={best['momentum']}) {best['test_loss']:.4f} / {100 * best['test_error']:.2f}% "
-          f"(by test loss: {_winner(learned['test_loss'], best['test_loss'])}; by test error: "
-          f"{_winner(learned['test_error'], best['test_error'])})")
+    print(f"held-out test: learned {learned['test_loss']:.4f} loss / {100 * learned['test_error']:.2f}% error")
+    for name, b in (("best constant of the grid", result.baseline["best"]),
+                    ("best of a random search", result.baseline["random_search"]["best"])):
+        print(f"  vs {name} (lr={b['lr']:.3g}, momentum={b['momentum']}): {b['test_loss']:.4f} / "
+              f"{100 * b['test_error']:.2f}% (by test loss: {_winner(learned['test_loss'], b['test_loss'])}; "
+              f"by test error: {_winner(learned['test_error'], b['test_error'])})")
     record["finished"] = _now()
     for path in write_outputs(result, args.out, run=record):
         print(f"wrote {path}")

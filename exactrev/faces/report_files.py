@@ -24,8 +24,10 @@ def result_to_json(result) -> dict:
         },
         "cost": {"method": result.config.get("method"), **cost_summary(result.curve)},
         "meta_curve": result.curve,
-        "final": {"learned": result.learned, "best_constant": result.baseline["best"]},
+        "final": {"learned": result.learned, "best_constant": result.baseline["best"],
+                  "best_random_search": result.baseline["random_search"]["best"]},
         "constant_grid": result.baseline["grid"],
+        "random_search": result.baseline["random_search"]["trials"],
         "seconds": result.seconds,
     }
 
@@ -126,9 +128,11 @@ def plot_meta_curve(result, path):
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.plot([c["valid_loss"] for c in result.curve if "valid_loss" in c], marker=".",
             label="learned (validation loss at w_T)")
-    best = result.baseline["best"]
+    best, rand = result.baseline["best"], result.baseline["random_search"]["best"]
     ax.axhline(best["valid_loss"], color="grey", linestyle=":",
-               label=f"best constant: lr={best['lr']:.3g}, momentum={best['momentum']}")
+               label=f"best of the grid: lr={best['lr']:.3g}, momentum={best['momentum']}")
+    ax.axhline(rand["valid_loss"], color="tab:orange", linestyle="--",
+               label=f"best of random search: lr={rand['lr']:.3g}, momentum={rand['momentum']}")
     ax.set(xlabel="meta-iteration", ylabel="validation loss", title="meta-optimisation")
     ax.legend()
     fig.savefig(path, dpi=110)

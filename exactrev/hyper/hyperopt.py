@@ -4,8 +4,8 @@ Each meta-iteration m trains the MLP for T steps on mini-batches ``batch_indices
 computes the exact hypergradient of the validation loss by reversal, and takes one Adam step on the
 unconstrained meta-parameters (log learning rates and logit momenta per step and weight type, log init
 scales per type, and optionally per-layer log L2 penalties). A grid of constant learning rates and
-momenta, as many training runs as there are meta-iterations, is the baseline; both are compared on
-the held-out test split.
+momenta, and a random search of constant (lr, momentum) pairs, each as many training runs as there are
+meta-iterations, are the baselines; all are compared on the held-out test split.
 """
 
 import copy
@@ -483,30 +483,53 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     log(f"learned schedules: valid loss {learned['valid_loss']:.4f}, test loss "
         f"{learned['test_loss']:.4f}, test error {100 * learned['test_error']:.2f}%")
     baseline = best_constant(prob, cfg, final_iter, progress)
-    b = baseline["best"]
-    log(f"best constant (lr={b['lr']:.4g}, momentum={b['momentum']}): valid loss {b['valid_loss']:.4f}, "
-        f"test loss {b['test_loss']:.4f}, test error {100 * b['test_error']:.2f}%")
+    for name, b in (("best constant of the grid", baseline["best"]),
+                    ("best of the random search", baseline["random_search"]["best"])):
+        log(f"{name} (lr={b['lr']:.4g}, momentum={b['momentum']}): valid loss {b['valid_loss']:.4f}, "
+            f"test loss {b['test_loss']:.4f}, test error {100 * b['test_error']:.2f}%")
     return HyperoptResult(asdict(cfg), net.sizes, net.type_names(), meta,
                           None if log_l2_layer is None else log_l2_layer.copy(), curve, learned,
                           baseline, time.perf_counter() - start)
 
 
 def best_constant(prob: _Problem, cfg: HyperoptConfig, final_iter, progress=False):
-    """Grid-search constant (lr, momentum), pick by validation loss, report its test figures."""
+    """Grid-search constant (lr, momentum), pick by validation loss, report its test figures.
+
+    Returns {"best": {lr, momentum, valid/test figures}, "grid": [{lr, momentum, valid_loss}, ...],
+    "random_search": the same for ``random_search``}."""
+    family = OPTIMIZERS[cfg.optimizer]
+    grid = constant_grid(cfg.meta_iters, cfg.init_lr, family.grid_momenta, family.grid_lrs)
+    best, tried = _search(prob, cfg, final_iter, grid, "constant-lr grid", progress)
+    randoms = random_constants(cfg.meta_iters, family.grid_lrs, cfg.seed)
+    rbest, rtried = _search(prob, cfg, final_iter, randoms, "random search", progress)
+    return {"best": best, "grid": tried, "random_search": {"best": rbest, "trials": rtried}}
+
+
+def random_constants(budget, lr_range, seed):
+    """``budget`` random constant (lr, momentum) pairs: lr log-uniform over ``lr_range``, 1 - momentum
+    log-uniform over [0.01, 0.5] (Bergstra & Bengio 2012's baseline for a search of the same cost)."""
+    rng = np.random.default_rng([seed, 2012])
+    lrs = np.exp(rng.uniform(*np.log(lr_range), budget))
+    momenta = 1 - np.exp(rng.uniform(np.log(0.01), np.log(0.5), budget))
+    return [(float(lr), round(float(g), 4)) for lr, g in zip(lrs, momenta)]
+
+
+def _search(prob, cfg, final_iter, candidates, desc, progress):
+    """Train each constant (lr, momentum) once, pick the lowest validation loss, evaluate it on a fresh
+    batch sequence; returns (best with its test figures, every candidate with its validation loss)."""
     from tqdm.auto import tqdm
 
     family = OPTIMIZERS[cfg.optimizer]
-    grid = []
-    for lr, g in tqdm(constant_grid(cfg.meta_iters, cfg.init_lr, family.grid_momenta, family.grid_lrs),
-                      desc="constant-lr search", disable=not progress):
+    tried = []
+    for lr, g in tqdm(candidates, desc=desc, disable=not progress):
         meta = family.constant(cfg, prob.net.n_types, lr, g)
         try:
             w = prob.train_only(meta, 0)
             valid = float(prob.net.loss(w, prob.data.valid.X, prob.data.valid.y))
         except (ArithmeticError, RuntimeError, ValueError):
             valid = float("inf")  # diverged out of the fixed-point range
-        grid.append({"lr": lr, "momentum": g, "valid_loss": valid})
-    best = min(grid, key=lambda r: r["valid_loss"])
+        tried.append({"lr": lr, "momentum": g, "valid_loss": valid})
+    best = min(tried, key=lambda r: r["valid_loss"])
     meta = family.constant(cfg, prob.net.n_types, best["lr"], best["momentum"])
     figures = prob.evaluate(prob.train_only(meta, final_iter))
-    return {"best": {"lr": best["lr"], "momentum": best["momentum"], **figures}, "grid": grid}
+    return {"lr": best["lr"], "momentum": best["momentum"], **figures}, tried
