@@ -1,5 +1,6 @@
 """The command line and the report functions: results, not timings."""
 
+import numpy as np
 import pytest
 
 from exactrev.faces.bench_buffer import bits_per_weight_step, buffer_report
@@ -94,3 +95,13 @@ def test_busy_workloads_cover_both_kernel_paths_and_the_main_job():
 
     names = " ".join(workloads())
     assert "serial kernel" in names and "parallel kernel" in names and "hypergradient" in names
+
+
+def test_smoothing_keeps_length_and_constants_and_averages_a_window():
+    from exactrev.faces.report_files import smoothed
+
+    y = np.array([0.0, 0, 0, 10, 0, 0, 0])
+    s = smoothed(y, 3)
+    assert s.shape == y.shape and s[3] == pytest.approx(10 / 3) and s[0] == 0
+    np.testing.assert_allclose(smoothed(np.full(9, 2.5), 4), 2.5)
+    np.testing.assert_array_equal(smoothed(y, 1), y)

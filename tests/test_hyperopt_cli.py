@@ -190,3 +190,18 @@ def test_version_and_help_without_repeated_defaults(capsys):
         main(["hyperopt", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text and "(default: 100)" in text
+
+
+def test_resume_refuses_a_folder_whose_log_is_gone_or_short(tmp_path):
+    from exactrev.hyper.hyperopt import ResumeError, load_resume
+
+    data = load_digits(200, 100, 0)
+    cfg = HyperoptConfig(hidden=(6,), batch=50, steps=5, meta_iters=3)
+    run_hyperopt(data, cfg, progress=False, log=lambda *_: None, log_folder=str(tmp_path))
+    log = tmp_path / "meta_log.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ResumeError, match="1 records"):
+        load_resume(str(tmp_path), cfg)
+    log.unlink()
+    with pytest.raises(ResumeError, match="lacks a readable"):
+        load_resume(str(tmp_path), cfg)

@@ -27,3 +27,16 @@ def test_jax_peer_agrees_with_exact_reversal(problem_and_ours, mode):
 def test_jax_peer_refuses_an_unknown_mode(problem_and_ours):
     with pytest.raises(ValueError, match="mode must be one of"):
         jax_hypergradient(problem_and_ours[0], "unrolled")
+
+
+def test_the_peers_report_times_every_mode_and_skips_what_would_not_fit():
+    from exactrev.faces.bench_peers import peers_report
+
+    lines = []
+    rows = peers_report(steps=(4, 8), hidden=(5,), out=lines.append, memory_limit=1)
+    ran = [r for r in rows if r["ran"]]
+    assert [r["method"] for r in rows[:4]] == ["exactrev reversal", "JAX store", "JAX checkpoint", "JAX segments"]
+    assert all(r["agreement"] < 1e-6 for r in ran if r["agreement"] is not None)
+    skipped = [r for r in rows if not r["ran"]]
+    assert skipped and all(r["T"] == 8 for r in skipped)   # extrapolated from T = 4 past a 1-byte limit
+    assert any("extrapolated" in line for line in lines)

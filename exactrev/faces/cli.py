@@ -127,12 +127,14 @@ def build_parser():
     bench.add_argument("--weights", type=_positive_int, default=10_000,
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
-    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "all"], default="all",
-                       help="which tables to print (default all; busy: the slowdown beside a competing "
-                            "busy process)")
+    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "peers", "all"],
+                       default="all",
+                       help="which tables to print (default all but peers; busy: the slowdown beside a "
+                            "competing busy process; peers: one hypergradient against JAX's unrolled "
+                            "autodiff at T = 100, 1000, 10000, minutes, needs pip install -e \".[peers]\")")
     bench.add_argument("--compare", action="store_true",
                        help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
-                            "(about 5 minutes) and write compare.png")
+                            "(about 3 minutes on 2 cores) and write compare.png")
     bench.add_argument("--out", default=".", help="folder for compare.png (default: here)")
     bench.add_argument("--time-limit", type=_positive_float, default=300.0,
                        help="longest single run in --compare, in seconds; longer ones are estimated")
@@ -187,6 +189,14 @@ def main(argv=None):
             from .bench_busy import busy_report
 
             busy_report()
+        if args.suite == "peers":
+            import importlib.util
+
+            if importlib.util.find_spec("jax") is None:
+                parser.subcommands["bench"].error('argument --suite: peers needs JAX: pip install -e ".[peers]"')
+            from .bench_peers import peers_report
+
+            peers_report(steps=(20, 100) if args.quick else (100, 1000, 10000))
         return 0
     return 0
 

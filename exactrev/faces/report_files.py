@@ -97,27 +97,73 @@ def _pyplot():
     return plt
 
 
+def smoothed(y, window):
+    """Centred moving average of ``y`` over ``window`` steps, edges padded with the end values."""
+    window = max(1, min(int(window), len(y)))
+    padded = np.pad(np.asarray(y, np.float64), (window // 2, window - 1 - window // 2), mode="edge")
+    return np.convolve(padded, np.ones(window) / window, mode="valid")
+
+
+def _schedule_panel(ax, series, start, best, ylabel, log=False):
+    """Raw lines faint, smoothed lines bold, the start (dotted) and the grid's best constant (dashed)."""
+    window = max(1, len(next(iter(series.values()))) // 10)
+    for (name, y), colour in zip(series.items(), ("C0", "C1", "C2")):
+        ax.plot(y, color=colour, alpha=0.25, linewidth=0.8)
+        ax.plot(smoothed(y, window), color=colour, linewidth=2, label=name)
+    if start is not None:
+        ax.axhline(start, color="black", linestyle=":", linewidth=1, label="start")
+    if best is not None:
+        ax.axhline(best, color="grey", linestyle="--", linewidth=1, label="best constant (grid)")
+    ax.set(ylabel=ylabel, yscale="log" if log else "linear")
+
+
 def plot_schedules(result, path):
-    """Learned learning rate and momentum against step, one line per weight type (W solid, b dashed)."""
+    """The learned schedules, one column per layer: learning rate (top) and momentum or weight decay
+    (bottom) of its weights W and biases b against the training step, raw (faint) and smoothed over
+    T/10 steps, with the starting value and the grid's best constant; the last column holds the init
+    scales and, for Adam, b1 and b2."""
     plt = _pyplot()
-    meta = result.meta
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(result.type_names) // 2))
+    meta, cfg, names = result.meta, result.config, result.type_names
+    best = result.baseline["best"]
     sgd = hasattr(meta, "logit_momentum")
-    for k, name in enumerate(result.type_names):
-        style = dict(color=colors[k // 2], linestyle="-" if name.startswith("W") else "--", label=name)
-        axes[0].plot(np.exp(meta.log_lr[:, k]), **style)
+    wd = not sgd and bool(np.any(np.exp(meta.log_weight_decay) > 0)) and cfg.get("optimizer") == "adamw"
+    layers = len(names) // 2
+    fig, axes = plt.subplots(2, layers + 1, figsize=(3.3 * (layers + 1), 6), constrained_layout=True,
+                             squeeze=False)
+    for layer in range(layers):
+        cols = {"W": 2 * layer, "b": 2 * layer + 1}
+        top, bottom = axes[0, layer], axes[1, layer]
+        _schedule_panel(top, {k: np.exp(meta.log_lr[:, c]) for k, c in cols.items()}, cfg.get("init_lr"),
+                        best["lr"], "learning rate", log=True)
+        top.set_title(f"layer {layer + 1}")
         if sgd:
-            axes[1].plot(sigmoid(meta.logit_momentum[:, k]), **style)
-    if not sgd:
-        axes[1].plot(sigmoid(meta.logit_b1), label="b1")
-        axes[1].plot(sigmoid(meta.logit_b2), label="b2")
-    axes[0].set(title="learned learning-rate schedule", xlabel="training step", ylabel="learning rate",
-                yscale="log")
-    axes[1].set(title="learned momentum schedule" if sgd else "learned Adam b1, b2",
-                xlabel="training step", ylabel="momentum" if sgd else "decay rate")
-    axes[1].legend(ncol=2, fontsize=8)
-    fig.savefig(path, dpi=110)
+            _schedule_panel(bottom, {k: sigmoid(meta.logit_momentum[:, c]) for k, c in cols.items()},
+                            cfg.get("init_momentum"), best["momentum"], "momentum")
+        elif wd:
+            _schedule_panel(bottom, {k: np.exp(meta.log_weight_decay[:, c]) for k, c in cols.items()},
+                            cfg.get("init_weight_decay"), None, "weight decay", log=True)
+        else:
+            bottom.axis("off")
+        bottom.set_xlabel("training step")
+    axes[0, 0].legend(fontsize=7)
+    scales = axes[0, layers]
+    x = np.arange(len(names))
+    scales.bar(x, np.exp(meta.log_init_scale), color=["C0" if n.startswith("W") else "C1" for n in names])
+    if cfg.get("init_scale") is not None:
+        scales.axhline(cfg["init_scale"], color="black", linestyle=":", linewidth=1, label="start")
+    scales.set(xticks=x, yscale="log", title="init scale per weight type")
+    scales.set_xticklabels(names, fontsize=7)
+    scales.legend(fontsize=7)
+    extra = axes[1, layers]
+    if sgd:
+        extra.axis("off")
+    else:
+        _schedule_panel(extra, {"b1": sigmoid(meta.logit_b1), "b2": sigmoid(meta.logit_b2)},
+                        None, best["momentum"], "Adam decay rates")
+        extra.set(xlabel="training step", title="Adam b1, b2")
+        extra.legend(fontsize=7)
+    fig.suptitle(f"learned schedules ({cfg.get('optimizer', 'sgd')}, T = {meta.log_lr.shape[0]})")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

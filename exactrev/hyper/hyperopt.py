@@ -375,9 +375,14 @@ def load_resume(folder, cfg):
         k = differ[0]
         raise ResumeError(f"the run in {folder} was made with {k} = {saved.get(k)!r}, not {now[k]!r}; "
                           f"resume with the same settings (only the number of meta-iterations may change)")
-    with open(os.path.join(folder, MetaLog.LOG)) as fh:
-        lines = fh.read().splitlines()
+    try:
+        with open(os.path.join(folder, MetaLog.LOG)) as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise ResumeError(f"{folder} lacks a readable {MetaLog.LOG} ({exc.strerror})") from None
     n = int(state["n_records"])
+    if len(lines) < n:
+        raise ResumeError(f"{folder}/{MetaLog.LOG} holds {len(lines)} records, its state {n}: not the same run")
     records = [json.loads(line) for line in lines[:n]]
     with open(os.path.join(folder, MetaLog.LOG), "w") as fh:  # drop what was written after the state
         fh.writelines(json.dumps(r) + "\n" for r in records)

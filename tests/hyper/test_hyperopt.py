@@ -85,6 +85,7 @@ def test_hyperopt_learns_adam_schedules(optimizer, tmp_path, capsys):
     saved = json.loads((out / "hyperparameters.json").read_text())
     assert len(saved["learned"]["b1"]) == 10
     assert "restored w_0 bit for bit: True" in capsys.readouterr().out
+    assert (out / "schedules.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_hyperopt_learns_nesterov_schedules(tmp_path, capsys):
