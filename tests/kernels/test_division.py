@@ -129,13 +129,13 @@ def _both_forms(x, s, counts, words, n, d, inverse, by_top, in_place, words_afte
     cn, cd = uniform_code(n), uniform_code(d)
     for i in range(x.shape[0]):
         c = counts[i]
-        top = np.int64(words[max(c - 1, 0), i])
+        top = np.int64(words[c - 1, i]) if c > 0 else np.int64(0)   # stack_top: 0 for an empty stack
         if inverse:
             y, h, dcount, wrote, word, err = divide_lane(x[i], s[i], c, top, cn, cd)
         else:
             y, h, dcount, wrote, word, err = multiply_lane(x[i], s[i], c, top, cn, cd)
         by_top[i, 0], by_top[i, 1], by_top[i, 2], by_top[i, 3] = y, h, c + dcount, err
-        if wrote:
+        if wrote and c + dcount > 0:   # at 0 the word is the borrowed virtual zero (commit_stack)
             words_after[c + dcount - 1, i] = word
         if inverse:
             y, h, c2, err = divide_in_place(x[i], s[i], words, c, i, cn, cd)
