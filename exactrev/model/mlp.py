@@ -71,13 +71,13 @@ class MLP:
             raise ValueError(f"y must hold {X.shape[0]} labels in [0, {self.sizes[-1]})")
         return params, X, y
 
-    def _run(self, params, X, y, l2, vec, want_grad, want_r):
+    def _run(self, params, X, y, l2, vec, want_grad, want_r, want_dx=True):
         params, X, y = self._check(params, X, y)
         P = self.n_params
         l2 = np.zeros(P) if l2 is None else np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
         grad, hvp = np.zeros(P), np.zeros(P)
-        dx, rdx = np.zeros_like(X), np.zeros_like(X)
+        dx, rdx = (np.zeros_like(X), np.zeros_like(X)) if want_dx else (X[:0], X[:0])
         layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
         loss = kernel(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
@@ -86,11 +86,11 @@ class MLP:
 
     def loss(self, params, X, y, l2=None) -> float:
         """Mean softmax cross-entropy on (X, y) plus 0.5 * sum(l2 * params**2)."""
-        return self._run(params, X, y, l2, None, False, False)[0]
+        return self._run(params, X, y, l2, None, False, False, want_dx=False)[0]
 
     def loss_grad(self, params, X, y, l2=None):
         """(loss, dloss/dparams float64[P])."""
-        loss, grad, _, _, _ = self._run(params, X, y, l2, None, True, False)
+        loss, grad, _, _, _ = self._run(params, X, y, l2, None, True, False, want_dx=False)
         return loss, grad
 
     def grad_hvp(self, params, X, y, vec, l2=None):

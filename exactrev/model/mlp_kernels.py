@@ -27,26 +27,59 @@ def _weights_view(flat, off, n, m):
 
 @nb.njit(parallel=True, cache=True)
 def matmul_rows(A, W, out, accumulate):
-    """out (+)= A @ W, row by row: out[b, :] += A[b, k] * W[k, :] for k in order."""
-    for b in nb.prange(A.shape[0]):
+    """out (+)= A @ W, row by row: out[b, :] += A[b, k] * W[k, :] for k in order.
+
+    Rows go in blocks of four that share each load of W[k, j] (register blocking); every element is
+    still summed over k in order by one thread, so the bits do not depend on the blocking or threads.
+    """
+    B, K = A.shape
+    M = W.shape[1]
+    for blk in nb.prange((B + 3) // 4):
+        b0 = 4 * blk
         if not accumulate:
-            out[b, :] = 0.0
-        for k in range(A.shape[1]):
-            a = A[b, k]
-            for j in range(W.shape[1]):
-                out[b, j] += a * W[k, j]
+            out[b0:b0 + 4, :] = 0.0
+        if b0 + 4 <= B:
+            for k in range(K):
+                a0, a1, a2, a3 = A[b0, k], A[b0 + 1, k], A[b0 + 2, k], A[b0 + 3, k]
+                for j in range(M):
+                    w = W[k, j]
+                    out[b0, j] += a0 * w
+                    out[b0 + 1, j] += a1 * w
+                    out[b0 + 2, j] += a2 * w
+                    out[b0 + 3, j] += a3 * w
+        else:
+            for b in range(b0, B):
+                for k in range(K):
+                    a = A[b, k]
+                    for j in range(M):
+                        out[b, j] += a * W[k, j]
 
 
 @nb.njit(parallel=True, cache=True)
 def matmul_at_b(A, D, out, accumulate):
-    """out (+)= A^T @ D: out[k, :] += A[b, k] * D[b, :] for b in order."""
-    for k in nb.prange(A.shape[1]):
+    """out (+)= A^T @ D: out[k, :] += A[b, k] * D[b, :] for b in order (output rows in blocks of four
+    that share each load of D[b, j]; the same order per element, so the same bits)."""
+    B, K = A.shape
+    M = D.shape[1]
+    for blk in nb.prange((K + 3) // 4):
+        k0 = 4 * blk
         if not accumulate:
-            out[k, :] = 0.0
-        for b in range(A.shape[0]):
-            a = A[b, k]
-            for j in range(D.shape[1]):
-                out[k, j] += a * D[b, j]
+            out[k0:k0 + 4, :] = 0.0
+        if k0 + 4 <= K:
+            for b in range(B):
+                a0, a1, a2, a3 = A[b, k0], A[b, k0 + 1], A[b, k0 + 2], A[b, k0 + 3]
+                for j in range(M):
+                    d = D[b, j]
+                    out[k0, j] += a0 * d
+                    out[k0 + 1, j] += a1 * d
+                    out[k0 + 2, j] += a2 * d
+                    out[k0 + 3, j] += a3 * d
+        else:
+            for k in range(k0, K):
+                for b in range(B):
+                    a = A[b, k]
+                    for j in range(M):
+                        out[k, j] += a * D[b, j]
 
 
 @nb.njit(cache=True)
@@ -137,7 +170,8 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     """Loss at params on (X, y); optionally its gradient, H @ vec, dL/dX and R{dL/dX}.
 
     params, l2, vec, grad_out, hvp_out: float64[P]; X: float64[B, n_0]; y: int64[B];
-    dx_out, rdx_out: float64[B, n_0]. Returns the loss (float).
+    dx_out, rdx_out: float64[B, n_0], or both float64[0, n_0] to skip the input gradients (one matrix
+    product fewer). Returns the loss (float).
     """
     L = sizes.shape[0] - 1
     B = X.shape[0]
@@ -187,6 +221,8 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
             matmul_at_b(acts[l], rdz, HW, False)
             matmul_at_b(racts[l], dz, HW, True)
             column_sums(rdz, hvp_out[b_off[l]:b_off[l] + m], False)
+        if l == 0 and dx_out.shape[0] == 0:
+            break   # no input gradient asked for (empty dx_out): layer 0 needs no da
         WT = np.ascontiguousarray(W.T)
         da = np.empty((B, n))
         matmul_rows(dz, WT, da, False)
