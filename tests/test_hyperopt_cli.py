@@ -128,6 +128,7 @@ def test_the_json_records_what_reproduces_the_run(tmp_path):
     assert main(TINY + ["--method", "checkpoint", "--snapshots", "2", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "hyperparameters.json").read_text())
     run = saved["run"]
+    assert run["command"].startswith("exactrev hyperopt --steps 5 ") and "--snapshots 2" in run["command"]
     assert run["flags"]["snapshots"] == 2 and run["flags"]["steps"] == 5
     assert run["versions"]["exactrev"] == exactrev.__version__ and "numba" in run["versions"]
     assert run["data"] == {"name": "digits", "train": 200, "valid": 100, "test": 1497, "features": 64,

@@ -156,7 +156,7 @@ def main(argv=None):
             parser.subcommands["demo"].error(str(exc))
         return 0 if ok else 1
     if args.command == "hyperopt":
-        return _hyperopt(parser.subcommands["hyperopt"], args)
+        return _hyperopt(parser.subcommands["hyperopt"], args, sys.argv[1:] if argv is None else argv)
     if args.command == "bench":
         from .bench_buffer import buffer_report
         from .bench_training import training_report
@@ -277,7 +277,7 @@ def _load_data(args):
         raise ValueError(f"argument --data: {exc}") from None
 
 
-def _hyperopt(parser, args):
+def _hyperopt(parser, args, argv):
     from ..hyper.hyperopt import (ConfigError, HyperoptConfig, InitialSettingsError, MetaDivergenceError,
                                   ResumeError, load_resume, run_hyperopt)
     from .report_files import run_record, write_outputs
@@ -309,7 +309,7 @@ def _hyperopt(parser, args):
             load_resume(args.out, cfg)
         except ResumeError as exc:
             parser.error(f"argument --resume: {exc}")
-    record = run_record(args, data, sys.argv)
+    record = run_record(args, data, argv)
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
           f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "

@@ -44,7 +44,8 @@ def _optimizer_values(meta, type_names):
 
 
 def run_record(args, data, argv) -> dict:
-    """What reproduces a command-line run: the command, every flag, the data and the versions."""
+    """What reproduces a command-line run: the command (``argv``: its arguments after ``exactrev``),
+    every flag, the data and the versions."""
     import datetime
     import platform
 
@@ -53,7 +54,7 @@ def run_record(args, data, argv) -> dict:
     from .. import __version__
 
     flags = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
-    return {"command": " ".join(["exactrev", *argv[1:]]) if argv else "exactrev", "flags": flags,
+    return {"command": " ".join(["exactrev", *map(str, argv)]), "flags": flags,
             "data": {"name": data.name, "train": len(data.train), "valid": len(data.valid),
                      "test": len(data.test), "features": data.n_features, "classes": data.n_classes},
             "versions": {"exactrev": __version__, "numpy": np.__version__, "numba": numba.__version__,
