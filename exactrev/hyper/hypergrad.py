@@ -29,7 +29,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.progress import progress_range
 from ..optim.schedule import MomentumSchedule
-from .losses import accumulate_term
+from .losses import accumulate_term, validation_start
 from . import checkpointing  # noqa: F401  (registers the 'checkpoint' back-end)
 from .trajectory import TRAJECTORIES, group_sums
 
@@ -118,7 +118,7 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
     traj = make(initial_weights(meta, noise, types), schedule, types, fmt, **(trajectory_kwargs or {}))
     traj.run_forward(train_loss.grad, progress=progress)
     w_final = traj.final_weights()
-    loss, dw = valid_loss.value_and_grad(w_final)
+    loss, dw = validation_start(valid_loss, w_final)
 
     lr = schedule.lr
     g = schedule.momenta

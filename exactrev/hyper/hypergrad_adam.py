@@ -25,7 +25,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.adam import AdamSchedule, ReversibleAdam
 from .hypergrad import HypergradResult, logit, sigmoid
-from .losses import accumulate_term
+from .losses import accumulate_term, validation_start
 from .trajectory import group_sums
 
 
@@ -126,7 +126,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     traj = {"reversal": _Reversal, "store": _Store}[method](opt)
     traj.forward(train_loss.grad)
     w_final = opt.weights if method == "reversal" else fmt_w.to_float(traj.states[-1][0])
-    loss, dw = valid_loss.value_and_grad(w_final)
+    loss, dw = validation_start(valid_loss, w_final)
     c1, c2 = sched.bias_corrections
     b1 = np.array([float(b) for b in sched.b1])
     b2 = np.array([float(b) for b in sched.b2])

@@ -21,7 +21,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
 from .hypergrad import HypergradResult, MetaParams, initial_weights
-from .losses import accumulate_term
+from .losses import accumulate_term, validation_start
 from .trajectory import group_sums
 
 
@@ -101,7 +101,7 @@ def nesterov_hypergradient(meta: MetaParams, train_loss, valid_loss, noise, type
         raise ValueError(f"method must be 'reversal' or 'store', got {method!r}") from None
     traj.forward(train_loss.grad)
     w_final = opt.weights
-    loss, dw = valid_loss.value_and_grad(w_final)
+    loss, dw = validation_start(valid_loss, w_final)
     h = float(opt.memory)
     lr, g, omg = sched.lr, sched.momenta, sched.one_minus_g
     dv, du = np.zeros_like(dw), np.zeros_like(dw)

@@ -9,6 +9,9 @@ A *training loss* is any object with
                                                      meta-parameter theta the loss itself owns
     meta_names() -> tuple of names it reports in ``mixed``, and meta_shapes() -> {name: shape}
 
+A *validation loss* has ``value_and_grad(w) -> (loss, dL/dw float64[P])``; the sweep works on its own
+copy of the gradient (``validation_start``), so a read-only or non-float64 array is fine.
+
 A mixed term is an array shaped like its meta-parameter, or ``RowTerm(rows, values)`` when only some
 rows are non-zero (the mini-batch's rows of the training inputs), so no step allocates a full-size array.
 
@@ -23,6 +26,17 @@ import numpy as np
 
 from ..model.mlp import MLP
 from .data import Split, batch_indices
+
+
+def validation_start(valid_loss, w_final):
+    """(loss as a float, a writable float64 copy of dL/dw at w_final): the start of every reverse
+    sweep. ValueError naming the shapes when the gradient does not match the weights."""
+    loss, dw = valid_loss.value_and_grad(w_final)
+    dw = np.array(dw, dtype=np.float64)  # a copy: the sweep updates it in place
+    if dw.shape != np.shape(w_final):
+        raise ValueError(f"valid_loss.value_and_grad returned a gradient of shape {dw.shape}; the "
+                         f"weights have shape {np.shape(w_final)}")
+    return float(loss), dw
 
 
 class RowTerm(NamedTuple):

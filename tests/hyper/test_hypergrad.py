@@ -143,3 +143,38 @@ def test_evaluation_counts():
     r = _run(*_problem())
     assert r.hvp_evals == STEPS
     assert r.grad_evals == 2 * STEPS
+
+
+class _ReadOnlyValidation:
+    """A validation loss that hands back a read-only float32 gradient, as arrays from other libraries
+    (a JAX array seen through numpy) can be."""
+
+    def __init__(self, valid):
+        self.valid = valid
+
+    def value_and_grad(self, w):
+        loss, g = self.valid.value_and_grad(w)
+        g = g.astype(np.float32).astype(np.float64)
+        g.flags.writeable = False
+        return np.float32(loss), g
+
+
+def _with_validation(valid_loss):
+    net, train, _, meta, log_l2, noise = _problem()
+    tl = MLPTrainingLoss(net, train, 10, seed=5, log_l2=log_l2)
+    return hypergradient(meta, tl, valid_loss, noise, net.weight_types())
+
+
+def test_a_read_only_validation_gradient_is_copied_not_written():
+    net, _, valid, *_ = _problem()
+    ours = _with_validation(_ReadOnlyValidation(MLPValidationLoss(net, valid)))
+    assert ours.restored and np.isfinite(ours.loss)
+
+
+def test_a_validation_gradient_of_the_wrong_shape_is_refused_by_name():
+    class Short:
+        def value_and_grad(self, w):
+            return 1.0, np.zeros(w.shape[0] - 1)
+
+    with pytest.raises(ValueError, match="value_and_grad returned a gradient of shape"):
+        _with_validation(Short())
