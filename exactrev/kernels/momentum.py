@@ -75,6 +75,27 @@ def momentum_forward_kernel(w, v, heads, counts, words, floor, group, nums, dens
 
 
 @nb.njit(parallel=True, cache=True)
+def momentum_undo_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr, grad, scale,
+                         failed):
+    """Undo a committed forward step on every lane with failed[i] == 0 (lanes that failed wrote
+    nothing): the exact inverse, w <- w - round(a v), then v <- (v + round((1-g) grad scale)) / g with
+    the same grad. So a forward step can commit in one pass and still leave nothing written when any
+    lane fails."""
+    ni = code_table(nums)
+    di = code_table(dens)
+    for i in nb.prange(w.shape[0]):
+        if failed[i] != 0:
+            continue
+        k = group[i]
+        wn, _ = weights_back_lane(w[i], v[i], lr[k])
+        vn, s, dcount, wrote, word, _ = velocity_back_lane(
+            v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
+            code_at(di, k), one_minus_g[k] * scale, grad[i])
+        w[i], v[i], heads[i] = wn, vn, s
+        commit_stack(words, counts, i, dcount, wrote, word)
+
+
+@nb.njit(parallel=True, cache=True)
 def weights_back_kernel(w, v, group, lr, commit, errs):
     """First half of a reverse step: w <- w - round(a * v)."""
     for i in nb.prange(w.shape[0]):

@@ -7,8 +7,10 @@ Every step is a bijection on (w, v, buffer) given the gradient, so ``reverse`` a
 restores every bit of w_0 and v_0 and returns the buffer to the state it had at construction. At step 0
 the reversal verifies both: the buffer against its snapshot and (w, v) against a fingerprint taken at
 construction; when either differs (the usual cause: a gradient that is not deterministic) a
-BufferMismatchError is raised. Every step checks all weights before it writes any, and a reverse step
-whose gradient function raises (Ctrl-C included) is undone, so an error leaves the state unchanged.
+BufferMismatchError is raised. Every step checks all weights before it writes any (the forward step
+commits in one pass and undoes the weights it wrote with the exact inverse when one fails), and a
+reverse step whose gradient function raises (Ctrl-C included) is undone, so an error leaves the state
+unchanged.
 """
 
 import numpy as np
@@ -16,8 +18,8 @@ import numpy as np
 from ..exact.buffer import BufferMismatchError, BufferUnderflowError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
-                                momentum_forward_kernel, plain_momentum_kernel, velocity_back_kernel,
-                                weights_back_kernel)
+                                momentum_forward_kernel, momentum_undo_kernel, plain_momentum_kernel,
+                                velocity_back_kernel, weights_back_kernel)
 from ..kernels.rans import WORD_BITS
 from ..kernels.threads import for_lanes
 from .checks import (HalfStep, StateFingerprint, StepError, as_gradient, as_group_ids, as_step_count,
@@ -151,10 +153,11 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
                 self.buffer.floor, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
                 self.fmt.scale)
         errs = np.zeros(self.n_weights, np.int8)
-        kernel = for_lanes(momentum_forward_kernel, self.n_weights)
-        kernel(*args, False, errs)
-        self._raise_if(errs, t, grad, "forward")
-        kernel(*args, True, errs)
+        for_lanes(momentum_forward_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
+        if errs.any():  # undo the lanes that went through, then report the first that did not
+            undo = args[:5] + args[6:]
+            for_lanes(momentum_undo_kernel, self.n_weights)(*undo, errs)
+            self._raise_if(errs, t, grad, "forward")
         self.t = t + 1
 
     def unstep_weights(self) -> None:

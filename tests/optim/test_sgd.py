@@ -235,3 +235,26 @@ def test_trajectory_bits_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(w, results[0][0])
         np.testing.assert_array_equal(v, results[0][1])
         assert b == results[0][2]
+
+
+@given(st.integers(2, 40), st.data())
+def test_a_forward_step_where_one_weight_overflows_undoes_every_other_weight(n, data):
+    """The forward kernel commits in one pass; when a weight fails, the weights that went through are
+    undone by the exact inverse, so w, v, the buffer and t are bit for bit as before, the error names
+    the failing weight, and the run goes on in either direction."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    w0 = rng.uniform(-1, 1, n)
+    opt = ReversibleSGD(w0, MomentumSchedule.build(lr=0.1, momentum=0.9, steps=5))
+    grads = rng.normal(size=(5, n))
+    for t in range(data.draw(st.integers(0, 3))):
+        opt.step(grads[t])
+    before = optimizer_state(opt, "w", "v")
+    bad = data.draw(st.integers(0, n - 1))
+    grad = grads[opt.t].copy()
+    grad[bad] = 1e20   # (1 - g) grad leaves the fixed-point range at this weight only
+    with pytest.raises(FixedPointRangeError, match=f"weight {bad} "):
+        opt.step(grad)
+    assert_optimizer_state(opt, before)
+    opt.step(grads[opt.t])
+    opt.reverse(lambda w, t: grads[t])
+    np.testing.assert_array_equal(opt.weights, FixedFormat().to_float(FixedFormat().to_fixed(w0)))
