@@ -96,6 +96,23 @@ def momentum_undo_kernel(w, v, heads, counts, words, group, nums, dens, one_minu
 
 
 @nb.njit(parallel=True, cache=True)
+def velocity_redo_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale, failed):
+    """Redo on every lane with failed[i] == 0 what ``velocity_back_kernel`` undid: the exact inverse,
+    v <- v n/d (pushing the same bits back) - round((1-g) grad scale), with the same grad."""
+    ni = code_table(nums)
+    di = code_table(dens)
+    for i in nb.prange(v.shape[0]):
+        if failed[i] != 0:
+            continue
+        k = group[i]
+        x, s, dcount, wrote, word, _ = rational_multiply_lane(
+            v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k), code_at(di, k))
+        v[i] = x - np.int64(rounded_product(one_minus_g[k] * scale, grad[i]))
+        heads[i] = s
+        commit_stack(words, counts, i, dcount, wrote, word)
+
+
+@nb.njit(parallel=True, cache=True)
 def weights_back_kernel(w, v, group, lr, commit, errs):
     """First half of a reverse step: w <- w - round(a * v)."""
     for i in nb.prange(w.shape[0]):

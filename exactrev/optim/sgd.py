@@ -8,9 +8,9 @@ restores every bit of w_0 and v_0 and returns the buffer to the state it had at 
 the reversal verifies both: the buffer against its snapshot and (w, v) against a fingerprint taken at
 construction; when either differs (the usual cause: a gradient that is not deterministic) a
 BufferMismatchError is raised. Every step checks all weights before it writes any (the forward step
-commits in one pass and undoes the weights it wrote with the exact inverse when one fails), and a
-reverse step whose gradient function raises (Ctrl-C included) is undone, so an error leaves the state
-unchanged.
+and the second reverse half commit in one pass and undo what they wrote with the exact inverse when
+a weight fails), and a reverse step whose gradient function raises (Ctrl-C included) is undone, so an
+error leaves the state unchanged.
 """
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..exact.buffer import BufferMismatchError, BufferUnderflowError, InfoBuffer
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
                                 momentum_forward_kernel, momentum_undo_kernel, plain_momentum_kernel,
-                                velocity_back_kernel, weights_back_kernel)
+                                velocity_back_kernel, velocity_redo_kernel, weights_back_kernel)
 from ..kernels.rans import WORD_BITS
 from ..kernels.threads import for_lanes
 from .checks import (HalfStep, StateFingerprint, StepError, as_gradient, as_group_ids, as_step_count,
@@ -184,13 +184,15 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
                     self.buffer.floor, self.group, nums, dens, omg, grad, self.fmt.scale)
             errs = np.zeros(self.n_weights, np.int8)
-            kernel = for_lanes(velocity_back_kernel, self.n_weights)
-            kernel(*args, False, errs)
-            self._raise_if(errs, t, grad, "reverse")
         except BaseException:
             self._redo_weights(t)
             raise
-        kernel(*args, True, errs)
+        for_lanes(velocity_back_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
+        if errs.any():  # redo the lanes that went through and the weights, then report the first failure
+            redo = args[:4] + args[5:]
+            for_lanes(velocity_redo_kernel, self.n_weights)(*redo, errs)
+            self._redo_weights(t)
+            self._raise_if(errs, t, grad, "reverse")
         self.t = t
         self._half_done = False
 
