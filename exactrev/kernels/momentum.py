@@ -75,12 +75,13 @@ def momentum_forward_kernel(w, v, heads, counts, words, floor, group, nums, dens
 
 
 @nb.njit(parallel=True, cache=True)
-def momentum_undo_kernel(w, v, heads, counts, words, group, nums, dens, one_minus_g, lr, grad, scale,
-                         failed):
+def momentum_undo_kernel(w, v, heads, counts, words, floor, group, nums, dens, one_minus_g, lr, grad,
+                         scale, failed):
     """Undo a committed forward step on every lane with failed[i] == 0 (lanes that failed wrote
     nothing): the exact inverse, w <- w - round(a v), then v <- (v + round((1-g) grad scale)) / g with
     the same grad. So a forward step can commit in one pass and still leave nothing written when any
-    lane fails."""
+    lane fails. Takes the arguments of ``momentum_forward_kernel`` (``floor`` is not needed: the
+    inverse pops only what the step pushed), then ``failed``, its errs."""
     ni = code_table(nums)
     di = code_table(dens)
     for i in nb.prange(w.shape[0]):
@@ -96,9 +97,11 @@ def momentum_undo_kernel(w, v, heads, counts, words, group, nums, dens, one_minu
 
 
 @nb.njit(parallel=True, cache=True)
-def velocity_redo_kernel(v, heads, counts, words, group, nums, dens, one_minus_g, grad, scale, failed):
+def velocity_redo_kernel(v, heads, counts, words, floor, group, nums, dens, one_minus_g, grad, scale,
+                         failed):
     """Redo on every lane with failed[i] == 0 what ``velocity_back_kernel`` undid: the exact inverse,
-    v <- v n/d (pushing the same bits back) - round((1-g) grad scale), with the same grad."""
+    v <- v n/d (pushing the same bits back) - round((1-g) grad scale), with the same grad. Takes the
+    arguments of ``velocity_back_kernel`` (``floor`` is not needed), then ``failed``, its errs."""
     ni = code_table(nums)
     di = code_table(dens)
     for i in nb.prange(v.shape[0]):

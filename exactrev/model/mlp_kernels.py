@@ -55,31 +55,11 @@ def matmul_rows(A, W, out, accumulate):
                         out[b, j] += a * W[k, j]
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def matmul_at_b(A, D, out, accumulate):
-    """out (+)= A^T @ D: out[k, :] += A[b, k] * D[b, :] for b in order (output rows in blocks of four
-    that share each load of D[b, j]; the same order per element, so the same bits)."""
-    B, K = A.shape
-    M = D.shape[1]
-    for blk in nb.prange((K + 3) // 4):
-        k0 = 4 * blk
-        if not accumulate:
-            out[k0:k0 + 4, :] = 0.0
-        if k0 + 4 <= K:
-            for b in range(B):
-                a0, a1, a2, a3 = A[b, k0], A[b, k0 + 1], A[b, k0 + 2], A[b, k0 + 3]
-                for j in range(M):
-                    d = D[b, j]
-                    out[k0, j] += a0 * d
-                    out[k0 + 1, j] += a1 * d
-                    out[k0 + 2, j] += a2 * d
-                    out[k0 + 3, j] += a3 * d
-        else:
-            for k in range(k0, K):
-                for b in range(B):
-                    a = A[b, k]
-                    for j in range(M):
-                        out[k, j] += a * D[b, j]
+    """out (+)= A^T @ D: out[k, :] += A[b, k] * D[b, :] for b in order. It is ``matmul_rows`` on the
+    transposed view of A (its rows of A^T are A's columns), so the same blocking and the same bits."""
+    matmul_rows(A.T, D, out, accumulate)
 
 
 @nb.njit(cache=True)
@@ -252,6 +232,7 @@ def serial_mlp_pass():
     layers, see ``MLP.SERIAL_BELOW``). Same reduction order, so the same bits."""
     from ..kernels.threads import serial_build
 
-    rows, at_b = serial_build(matmul_rows), serial_build(matmul_at_b)
+    rows = serial_build(matmul_rows)
+    at_b = serial_build(matmul_at_b, matmul_rows=rows)
     forward = serial_build(_forward, matmul_rows=rows)
     return serial_build(mlp_pass, _forward=forward, matmul_rows=rows, matmul_at_b=at_b)

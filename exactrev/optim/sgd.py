@@ -155,8 +155,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         errs = np.zeros(self.n_weights, np.int8)
         for_lanes(momentum_forward_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
         if errs.any():  # undo the lanes that went through, then report the first that did not
-            undo = args[:5] + args[6:]
-            for_lanes(momentum_undo_kernel, self.n_weights)(*undo, errs)
+            for_lanes(momentum_undo_kernel, self.n_weights)(*args, errs)
             self._raise_if(errs, t, grad, "forward")
         self.t = t + 1
 
@@ -189,8 +188,7 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             raise
         for_lanes(velocity_back_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
         if errs.any():  # redo the lanes that went through and the weights, then report the first failure
-            redo = args[:4] + args[5:]
-            for_lanes(velocity_redo_kernel, self.n_weights)(*redo, errs)
+            for_lanes(velocity_redo_kernel, self.n_weights)(*args, errs)
             self._redo_weights(t)
             self._raise_if(errs, t, grad, "reverse")
         self.t = t
