@@ -51,11 +51,18 @@ def _training_work(steps=20):
 _PROBLEMS = {}
 
 
-def _hypergradient_work(steps=50):
-    """Seconds for one hypergradient by exact reversal (paper MLP): one meta-iteration of the main job."""
+def _paper_problem(steps):
+    """One PaperProblem per T, built on first use and shared by the hypergradient workloads."""
     from .bench_training import PaperProblem
 
-    prob = _PROBLEMS.setdefault(steps, PaperProblem(steps))
+    if steps not in _PROBLEMS:
+        _PROBLEMS[steps] = PaperProblem(steps)
+    return _PROBLEMS[steps]
+
+
+def _hypergradient_work(steps=50):
+    """Seconds for one hypergradient by exact reversal (paper MLP): one meta-iteration of the main job."""
+    prob = _paper_problem(steps)
     t0 = time.perf_counter()
     prob.hypergradient()
     return time.perf_counter() - t0
@@ -63,10 +70,9 @@ def _hypergradient_work(steps=50):
 
 def _after_jax_work(steps=50):
     """The same hypergradient in a process whose XLA thread pool has just run (JAX's hypergradient)."""
-    from .bench_training import PaperProblem
     from .peers_jax import jax_hypergradient
 
-    prob = _PROBLEMS.setdefault(steps, PaperProblem(steps))
+    prob = _paper_problem(steps)
     jax_hypergradient(prob, "store")
     t0 = time.perf_counter()
     prob.hypergradient()

@@ -227,10 +227,12 @@ def _run_folder_problem(args):
     """An error when --out already holds a run and neither --force nor --resume says what to do."""
     import os
 
-    held = [f for f in ("meta_log.jsonl", "meta_params.npz", "hyperparameters.json")
+    from ..hyper.hyperopt import MetaLog
+
+    held = [f for f in (MetaLog.LOG, MetaLog.STATE, "hyperparameters.json")
             if os.path.exists(os.path.join(args.out, f))]
-    if args.resume and "meta_params.npz" not in held:
-        return f"argument --resume: {args.out!r} holds no run to resume (no meta_params.npz)"
+    if args.resume and MetaLog.STATE not in held:
+        return f"argument --resume: {args.out!r} holds no run to resume (no {MetaLog.STATE})"
     if held and not (args.force or args.resume):
         return (f"argument --out: {args.out!r} already holds a run ({held[0]}): pass --resume to continue "
                 f"it, --force to overwrite it, or another --out")
@@ -248,12 +250,6 @@ def _say_if_compiling():
                serial_build(velocity_back_kernel))
     if not on_disk(*kernels):
         print("compiling kernels (first run only, about 30 s on 2 cores) ...", flush=True)
-
-
-def _now():
-    import datetime
-
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _load_data(args):
@@ -279,8 +275,8 @@ def _load_data(args):
 
 def _hyperopt(parser, args, argv):
     from ..hyper.hyperopt import (ConfigError, HyperoptConfig, InitialSettingsError, MetaDivergenceError,
-                                  ResumeError, load_resume, run_hyperopt)
-    from .report_files import run_record, write_outputs
+                                  ResumeError, run_hyperopt)
+    from .report_files import run_record, timestamp, write_outputs
 
     default_lr = 0.3 if args.optimizer in ("sgd", "nesterov") else 0.01
     init_lr = args.init_lr if args.init_lr is not None else default_lr
@@ -304,11 +300,6 @@ def _hyperopt(parser, args, argv):
     problem = _writable_folder(args.out) or _run_folder_problem(args)
     if problem:
         parser.error(problem)
-    if args.resume:
-        try:
-            load_resume(args.out, cfg)
-        except ResumeError as exc:
-            parser.error(f"argument --resume: {exc}")
     record = run_record(args, data, argv)
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
@@ -318,6 +309,8 @@ def _hyperopt(parser, args, argv):
     try:
         result = run_hyperopt(data, cfg, progress=not args.no_progress, log_folder=args.out,
                               resume=args.resume)
+    except ResumeError as exc:
+        parser.error(f"argument --resume: {exc}")
     except InitialSettingsError as exc:
         parser.error(f"training with the initial settings (--init-lr {init_lr:g}, --init-scale "
                      f"{args.init_scale:g}, --init-momentum {args.init_momentum:g}) fails: "
@@ -338,7 +331,7 @@ def _hyperopt(parser, args, argv):
         print(f"  vs {name} (lr={b['lr']:.3g}, momentum={b['momentum']}): {b['test_loss']:.4f} / "
               f"{100 * b['test_error']:.2f}% (by test loss: {_winner(learned['test_loss'], b['test_loss'])}; "
               f"by test error: {_winner(learned['test_error'], b['test_error'])})")
-    record["finished"] = _now()
+    record["finished"] = timestamp()
     for path in write_outputs(result, args.out, run=record):
         print(f"wrote {path}")
     print(f"total {result.seconds:.1f} s")

@@ -43,10 +43,16 @@ def _optimizer_values(meta, type_names):
                              for k, name in enumerate(type_names)}}
 
 
+def timestamp() -> str:
+    """Local time to the second, with its UTC offset (ISO 8601)."""
+    import datetime
+
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def run_record(args, data, argv) -> dict:
     """What reproduces a command-line run: the command (``argv``: its arguments after ``exactrev``),
     every flag, the data and the versions."""
-    import datetime
     import platform
 
     import numba
@@ -60,7 +66,7 @@ def run_record(args, data, argv) -> dict:
             "versions": {"exactrev": __version__, "numpy": np.__version__, "numba": numba.__version__,
                          "python": platform.python_version()},
             "threads": numba.get_num_threads(),
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+            "started": timestamp()}
 
 
 def cost_summary(curve) -> dict:
@@ -127,7 +133,7 @@ def plot_schedules(result, path):
     meta, cfg, names = result.meta, result.config, result.type_names
     best = result.baseline["best"]
     sgd = hasattr(meta, "logit_momentum")
-    wd = not sgd and bool(np.any(np.exp(meta.log_weight_decay) > 0)) and cfg.get("optimizer") == "adamw"
+    wd = cfg.get("optimizer") == "adamw"
     layers = len(names) // 2
     fig, axes = plt.subplots(2, layers + 1, figsize=(3.3 * (layers + 1), 6), constrained_layout=True,
                              squeeze=False)
