@@ -7,8 +7,10 @@ import numba
 
 @contextlib.contextmanager
 def num_threads(k):
-    """Run a block with numba using k threads and the parallel kernel builds even for small problems
-    (``threads.SERIAL_BELOW`` and ``mlp.SERIAL_BELOW`` = 0), restoring all three after."""
+    """Run a block with numba and BLAS using k threads and the parallel kernel builds even for small
+    problems (``threads.SERIAL_BELOW`` and ``mlp.SERIAL_BELOW`` = 0), restoring all of them after."""
+    from threadpoolctl import threadpool_limits
+
     from exactrev.kernels import threads
     from exactrev.model import mlp
 
@@ -16,7 +18,8 @@ def num_threads(k):
     numba.set_num_threads(k)
     threads.SERIAL_BELOW = mlp.SERIAL_BELOW = 0
     try:
-        yield
+        with threadpool_limits(k, user_api="blas"):
+            yield
     finally:
         numba.set_num_threads(old[0])
         threads.SERIAL_BELOW, mlp.SERIAL_BELOW = old[1:]

@@ -242,11 +242,10 @@ def _run_folder_problem(args):
 def _say_if_compiling():
     """One line before the first run of an installation, which compiles the kernels in silence."""
     from ..kernels.cache import on_disk
-    from ..kernels.momentum import momentum_forward_kernel, velocity_back_kernel
+    from ..kernels.momentum import momentum_forward_kernel, velocity_back_kernel, weights_back_kernel
     from ..kernels.threads import serial_build
-    from ..model.mlp_kernels import mlp_predict, serial_mlp_pass
 
-    kernels = (serial_mlp_pass(), mlp_predict, serial_build(momentum_forward_kernel),
+    kernels = (serial_build(momentum_forward_kernel), serial_build(weights_back_kernel),
                serial_build(velocity_back_kernel))
     if not on_disk(*kernels):
         print("compiling kernels (first run only, about 30 s on 2 cores) ...", flush=True)

@@ -261,7 +261,8 @@ class _Problem:
 
     def train_loss(self, meta_iter, log_l2_layer=None):
         log_l2 = None if log_l2_layer is None else log_l2_layer[self.layer_of_param]
-        return MLPTrainingLoss(self.net, self.data.train, self.cfg.batch, self.cfg.seed, meta_iter, log_l2)
+        return MLPTrainingLoss(self.net, self.data.train, self.cfg.batch, self.cfg.seed, meta_iter, log_l2,
+                               meta=() if log_l2 is None else ("log_l2",))
 
     def train_only(self, meta, meta_iter, log_l2_layer=None):
         """Train once (no reverse pass) and return the final weights."""

@@ -64,7 +64,9 @@ class MLPTrainingLoss:
     """Mean cross-entropy of ``net`` on the step's mini-batch plus 0.5 * sum(exp(log_l2) * w**2).
 
     Mini-batches are ``batch_indices(len(train), batch_size, seed, meta_iter, t)``. Meta-parameters it
-    owns: ``log_l2`` (float64[P], one penalty per weight) and ``train_X`` (the training inputs).
+    owns: ``log_l2`` (float64[P], one penalty per weight) and ``train_X`` (the training inputs);
+    ``meta`` names those whose hypergradients the sweep computes (leaving out ``train_X`` saves two
+    matrix products per reverse step).
     """
 
     net: MLP
@@ -73,8 +75,13 @@ class MLPTrainingLoss:
     seed: int = 0
     meta_iter: int = 0
     log_l2: np.ndarray = field(default=None)
+    meta: tuple = ("log_l2", "train_X")
 
     def __post_init__(self):
+        self.meta = tuple(self.meta)
+        unknown = set(self.meta) - {"log_l2", "train_X"}
+        if unknown:
+            raise ValueError(f"meta may name 'log_l2' and 'train_X', got {sorted(unknown)}")
         if self.log_l2 is None:
             self.log_l2 = np.full(self.net.n_params, -np.inf)
         self.log_l2 = np.ascontiguousarray(np.broadcast_to(self.log_l2, (self.net.n_params,)), np.float64)
@@ -90,14 +97,21 @@ class MLPTrainingLoss:
 
     def grad_and_vjp(self, w, t, u):
         idx, X, y = self.batch(t)
-        _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._l2)
-        return grad, hvp, {"log_l2": u * self._l2 * w, "train_X": RowTerm(idx, rdx)}
+        want_x = "train_X" in self.meta
+        _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._l2, input_terms=want_x)
+        mixed = {}
+        if "log_l2" in self.meta:
+            mixed["log_l2"] = u * self._l2 * w
+        if want_x:
+            mixed["train_X"] = RowTerm(idx, rdx)
+        return grad, hvp, mixed
 
     def meta_names(self):
-        return ("log_l2", "train_X")
+        return self.meta
 
     def meta_shapes(self):
-        return {"log_l2": (self.net.n_params,), "train_X": self.train.X.shape}
+        shapes = {"log_l2": (self.net.n_params,), "train_X": self.train.X.shape}
+        return {name: shapes[name] for name in self.meta}
 
 
 @dataclass
@@ -119,8 +133,4 @@ class MLPValidationLoss:
 
 def classification_error(net, w, split):
     """Fraction of misclassified examples (argmax of the logits), from the model's own forward pass."""
-    from ..model.mlp_kernels import mlp_predict
-
-    logits = mlp_predict(np.ascontiguousarray(w, np.float64), np.array(net.sizes, np.int64),
-                         0 if net.activation == "tanh" else 1, np.ascontiguousarray(split.X, np.float64))
-    return float(np.mean(np.argmax(logits, axis=1) != split.y))
+    return float(np.mean(np.argmax(net.predict(w, split.X), axis=1) != split.y))

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, serial_mlp_pass
+from . import mlp_blas
+from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, mlp_predict, serial_mlp_pass
 
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
+BACKENDS = ("blas", "loops")
 
 SERIAL_BELOW = 1 << 20
 """Multiply-adds of the largest layer product (batch x fan-in x fan-out) below which a pass runs on one
@@ -21,16 +23,22 @@ process (docs/engine.md, "Threads"). Same bits either way."""
 
 @dataclass(frozen=True)
 class MLP:
-    """Layer sizes (n_0 inputs, ..., n_L classes) and the hidden nonlinearity ('tanh' or 'relu')."""
+    """Layer sizes (n_0 inputs, ..., n_L classes), the hidden nonlinearity ('tanh' or 'relu') and where
+    the matrix products run: ``"blas"`` (numpy's BLAS, deterministic on one machine, see ``mlp_blas``)
+    or ``"loops"`` (exactrev's fixed-order loop kernels: the same bits on every machine, 2.5-3x slower).
+    """
 
     sizes: tuple
     activation: str = "tanh"
+    backend: str = "blas"
 
     def __post_init__(self):
         if len(self.sizes) < 2 or any(int(n) < 1 for n in self.sizes):
             raise ValueError(f"sizes must list >= 2 positive layer widths, got {self.sizes!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
 
     @property
@@ -76,10 +84,13 @@ class MLP:
         P = self.n_params
         l2 = np.zeros(P) if l2 is None else np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
-        grad, hvp = np.zeros(P), np.zeros(P)
+        grad, hvp = np.empty(P), np.empty(P)  # every entry written when asked for
         dx, rdx = (np.zeros_like(X), np.zeros_like(X)) if want_dx else (X[:0], X[:0])
         layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
+        if self.backend == "blas":
+            kernel = mlp_blas.mlp_pass
+        else:
+            kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
         loss = kernel(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
                       l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
         return loss, grad, hvp, dx, rdx
@@ -93,10 +104,18 @@ class MLP:
         loss, grad, _, _, _ = self._run(params, X, y, l2, None, True, False, want_dx=False)
         return loss, grad
 
-    def grad_hvp(self, params, X, y, vec, l2=None):
-        """(loss, grad, H @ vec, d/dX (vec . grad)) at params; the last is float64[B, n_0]."""
-        loss, grad, hvp, _, rdx = self._run(params, X, y, l2, vec, True, True)
+    def grad_hvp(self, params, X, y, vec, l2=None, input_terms=True):
+        """(loss, grad, H @ vec, d/dX (vec . grad)) at params; the last is float64[B, n_0], or
+        float64[0, n_0] with ``input_terms=False`` (two matrix products fewer; the rest the same bits)."""
+        loss, grad, hvp, _, rdx = self._run(params, X, y, l2, vec, True, True, want_dx=input_terms)
         return loss, grad, hvp, rdx
+
+    def predict(self, params, X) -> np.ndarray:
+        """Logits float64[B, n_L] at params for inputs X."""
+        params, X, _ = self._check(params, X, np.zeros(len(X), np.int64))
+        if self.backend == "blas":
+            return mlp_blas.mlp_predict(params, self.sizes, ACTIVATIONS[self.activation], X)
+        return mlp_predict(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X)
 
     def input_grad(self, params, X, y, l2=None):
         """dloss/dX, float64[B, n_0]."""

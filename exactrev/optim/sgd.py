@@ -163,10 +163,11 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""
         t = self._begin_unstep("unstep_velocity")
         errs = np.zeros(self.n_weights, np.int8)
-        kernel = for_lanes(weights_back_kernel, self.n_weights)
-        kernel(self.w, self.v, self.group, self.schedule.lr[t], False, errs)
-        self._raise_if(errs, t, None, "reverse")
-        kernel(self.w, self.v, self.group, self.schedule.lr[t], True, errs)
+        for_lanes(weights_back_kernel, self.n_weights)(self.w, self.v, self.group, self.schedule.lr[t],
+                                                       True, errs)  # failing lanes write nothing
+        if errs.any():  # move the lanes that went through forward again, then report the first failure
+            self._redo_weights(t, errs == 0)
+            self._raise_if(errs, t, None, "reverse")
         self._half_done = True
 
     @reverse_half
@@ -194,9 +195,10 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         self.t = t
         self._half_done = False
 
-    def _redo_weights(self, t):
-        # w <- w + a v: the exact inverse of weights_back_kernel (same rounded product)
-        self.w += np.rint(self.schedule.lr[t][self.group] * self.v.astype(np.float64)).astype(np.int64)
+    def _redo_weights(self, t, lanes=slice(None)):
+        # w <- w + a v on ``lanes``: the exact inverse of weights_back_kernel (same rounded product)
+        step = np.rint(self.schedule.lr[t][self.group[lanes]] * self.v[lanes].astype(np.float64))
+        self.w[lanes] += step.astype(np.int64)
         self._half_done = False
 
     unstep_first, unstep_second, redo_first = unstep_weights, unstep_velocity, _redo_weights

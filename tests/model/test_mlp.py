@@ -10,9 +10,9 @@ from ..conftest import THREAD_COUNTS
 from ..helpers import num_threads
 
 
-def _problem(sizes, act, seed, batch=9):
+def _problem(sizes, act, seed, batch=9, backend="blas"):
     rng = np.random.default_rng(seed)
-    net = MLP(sizes, act)
+    net = MLP(sizes, act, backend)
     p = rng.normal(size=net.n_params) * 0.5
     X = rng.normal(size=(batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
@@ -25,10 +25,10 @@ def _rel(a, b):
 
 
 @given(st.lists(st.integers(1, 6), min_size=2, max_size=4), st.sampled_from(["tanh", "relu"]),
-       st.integers(0, 2 ** 31))
-def test_gradient_and_hvp_match_finite_differences(hidden, act, seed):
+       st.integers(0, 2 ** 31), st.sampled_from(["blas", "loops"]))
+def test_gradient_and_hvp_match_finite_differences(hidden, act, seed, backend):
     sizes = (3, *hidden[:-1], max(2, hidden[-1]))
-    net, p, X, y, l2, rng = _problem(sizes, act, seed)
+    net, p, X, y, l2, rng = _problem(sizes, act, seed, backend=backend)
     vec = rng.normal(size=net.n_params)
     _, g, hv, _ = net.grad_hvp(p, X, y, vec, l2)
     eps = 1e-6
@@ -39,9 +39,10 @@ def test_gradient_and_hvp_match_finite_differences(hidden, act, seed):
     assert _rel(hv, fd_h) < 1e-5
 
 
+@pytest.mark.parametrize("backend", ["blas", "loops"])
 @pytest.mark.parametrize("act", ["tanh", "relu"])
-def test_input_terms_match_finite_differences(act):
-    net, p, X, y, l2, rng = _problem((4, 5, 3), act, 7)
+def test_input_terms_match_finite_differences(act, backend):
+    net, p, X, y, l2, rng = _problem((4, 5, 3), act, 7, backend=backend)
     vec = rng.normal(size=net.n_params)
     rdx = net.grad_hvp(p, X, y, vec, l2)[3]
     dx = net.input_grad(p, X, y, l2)
@@ -56,8 +57,9 @@ def test_input_terms_match_finite_differences(act):
     assert _rel(dx, fd_dx) < 1e-5
 
 
-def test_results_do_not_depend_on_thread_count():
-    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "tanh", 3, batch=200)
+@pytest.mark.parametrize("backend", ["blas", "loops"])
+def test_results_do_not_depend_on_thread_count(backend):
+    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "tanh", 3, batch=200, backend=backend)
     vec = rng.normal(size=net.n_params)
     outs = []
     for k in THREAD_COUNTS:
@@ -72,7 +74,7 @@ def test_results_do_not_depend_on_thread_count():
 def test_the_serial_pass_for_small_layers_gives_the_parallel_bits(monkeypatch):
     from exactrev.model import mlp
 
-    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "relu", 4, batch=30)
+    net, p, X, y, l2, rng = _problem((64, 50, 50, 10), "relu", 4, batch=30, backend="loops")
     vec = rng.normal(size=net.n_params)
     outs = []
     for serial_below in (0, 1 << 62):  # parallel kernels, then the serial build
@@ -92,7 +94,8 @@ def test_layout_and_types():
     assert types.shape == (8860,) and np.bincount(types).tolist() == [3200, 50, 2500, 50, 2500, 50, 500, 10]
 
 
-@pytest.mark.parametrize("kwargs", [dict(sizes=(3,)), dict(sizes=(3, 0, 2)), dict(sizes=(3, 2), activation="sigmoid")])
+@pytest.mark.parametrize("kwargs", [dict(sizes=(3,)), dict(sizes=(3, 0, 2)), dict(sizes=(3, 2), activation="sigmoid"),
+                                    dict(sizes=(3, 2), backend="mkl")])
 def test_bad_networks_are_refused(kwargs):
     with pytest.raises(ValueError):
         MLP(**kwargs)
@@ -132,8 +135,9 @@ def test_blocked_products_sum_every_element_in_order(b, k, m, accumulate, seed):
     np.testing.assert_array_equal(atb, want_atb)
 
 
-def test_skipping_the_input_gradient_changes_no_bit_of_the_weight_gradient():
-    net, p, X, y, l2, rng = _problem((64, 50, 10), "tanh", 5, batch=37)
+@pytest.mark.parametrize("backend", ["blas", "loops"])
+def test_skipping_the_input_gradient_changes_no_bit_of_the_weight_gradient(backend):
+    net, p, X, y, l2, rng = _problem((64, 50, 10), "tanh", 5, batch=37, backend=backend)
     with_dx = net._run(p, X, y, l2, None, True, False, want_dx=True)
     without = net._run(p, X, y, l2, None, True, False, want_dx=False)
     assert with_dx[0] == without[0]

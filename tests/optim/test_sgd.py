@@ -281,3 +281,24 @@ def test_a_reverse_step_where_one_velocity_overflows_redoes_every_other_weight(n
     assert_optimizer_state(opt, before)
     opt.reverse(lambda w, t: grads[t])
     np.testing.assert_array_equal(opt.weights, FixedFormat().to_float(FixedFormat().to_fixed(w0)))
+
+
+@given(st.integers(2, 40), st.data())
+def test_a_first_reverse_half_where_one_weight_overflows_moves_every_other_weight_back(n, data):
+    """The first reverse half (w <- w - a v) commits in one pass; when a weight would leave the range,
+    the weights that went through are moved forward again, so w and v are bit for bit as before, the
+    error names the failing weight, and nothing is half done."""
+    from exactrev.exact.fixedpoint import MAX_MAGNITUDE
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    opt = ReversibleSGD(rng.uniform(-1, 1, n), MomentumSchedule.build(lr=0.5, momentum=0.9, steps=3))
+    grads = rng.normal(size=(3, n))
+    opt.forward(lambda w, t: grads[t])
+    bad = data.draw(st.integers(0, n - 1))
+    opt.w[bad], opt.v[bad] = -MAX_MAGNITUDE + 1, MAX_MAGNITUDE // 2  # w - a v leaves the range here
+    before = optimizer_state(opt, "w", "v")
+    with pytest.raises(FixedPointRangeError, match=f"reverse step 2, weight {bad} "):
+        opt.unstep_weights()
+    assert_optimizer_state(opt, before)
+    opt.v[bad] = 0  # the lane fixed, the same half step goes through
+    opt.unstep_weights()

@@ -1,0 +1,106 @@
+"""The BLAS pass: the same maths as the loop kernels, and bits that a reversal can rely on."""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from exactrev.model.mlp import MLP
+
+from ..conftest import THREAD_COUNTS
+from ..helpers import num_threads
+
+
+def _problem(sizes, act, seed, batch):
+    rng = np.random.default_rng(seed)
+    nets = MLP(sizes, act, "blas"), MLP(sizes, act, "loops")
+    P = nets[0].n_params
+    return (nets, rng.normal(size=P) * 0.5, rng.normal(size=(batch, sizes[0])),
+            rng.integers(0, sizes[-1], batch), rng.uniform(0, 0.1, P), rng.normal(size=P))
+
+
+@given(st.lists(st.integers(1, 40), min_size=2, max_size=4), st.sampled_from(["tanh", "relu"]),
+       st.integers(1, 70), st.integers(0, 2 ** 31))
+def test_blas_and_loop_kernels_compute_the_same_quantities(widths, act, batch, seed):
+    sizes = (*widths, 3)
+    (blas, loops), p, X, y, l2, vec = _problem(sizes, act, seed, batch)
+    a, b = blas.grad_hvp(p, X, y, vec, l2), loops.grad_hvp(p, X, y, vec, l2)
+    assert a[0] == pytest.approx(b[0], rel=1e-12)
+    for got, want in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(want).max()))
+    assert blas.loss(p, X, y, l2) == pytest.approx(loops.loss(p, X, y, l2), rel=1e-12)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_the_gradient_has_the_same_bits_with_or_without_the_hvp(act):
+    """What exact reversal needs: the forward step's gradient (loss_grad) and the reverse step's
+    (grad_hvp, with or without the input terms) are the same floats."""
+    (net, _), p, X, y, l2, vec = _problem((64, 50, 50, 10), act, 1, 200)
+    loss, grad = net.loss_grad(p, X, y, l2)
+    for input_terms in (True, False):
+        loss2, grad2, _, rdx = net.grad_hvp(p, X, y, vec, l2, input_terms=input_terms)
+        assert loss2 == loss
+        np.testing.assert_array_equal(grad2, grad)
+        assert rdx.shape == ((200, 64) if input_terms else (0, 64))
+
+
+def test_the_bits_do_not_depend_on_blas_or_numba_threads():
+    (net, _), p, X, y, l2, vec = _problem((64, 50, 50, 10), "tanh", 2, 200)
+    outs = []
+    for k in THREAD_COUNTS:
+        with num_threads(k):
+            outs.append((net.loss_grad(p, X, y, l2), net.grad_hvp(p, X, y, vec, l2)))
+    for (lg, gh) in outs[1:]:
+        np.testing.assert_array_equal(lg[1], outs[0][0][1])
+        for got, want in zip(gh, outs[0][1]):
+            np.testing.assert_array_equal(got, want)
+
+
+def _at_offset(a, shift):
+    """A copy of a whose data starts ``shift`` float64s into a fresh allocation (another alignment)."""
+    raw = np.empty(a.size + 8)
+    out = raw[shift:shift + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_the_bits_do_not_depend_on_where_the_arrays_live():
+    (net, _), p, X, y, l2, vec = _problem((64, 50, 50, 10), "tanh", 3, 200)
+    want = net.grad_hvp(p, X, y, vec, l2)
+    for shift in (1, 3, 5):
+        got = net.grad_hvp(_at_offset(p, shift), _at_offset(X, shift), y, _at_offset(vec, shift),
+                           _at_offset(l2, shift))
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_threads_calling_one_network_at_once_get_their_own_results():
+    """The pass's workspace is per thread: two Python threads on one MLP do not mix their arrays."""
+    (net, _), p, X, y, l2, vec = _problem((20, 30, 5), "tanh", 4, 50)
+    inputs = [(p * (1 + 0.1 * k), X + k) for k in range(4)]
+    want = [net.grad_hvp(pk, Xk, y, vec, l2)[1] for pk, Xk in inputs]
+    got = [None] * 4
+
+    def work(k):
+        for _ in range(50):
+            got[k] = net.grad_hvp(*inputs[k][:1], inputs[k][1], y, vec, l2)[1]
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_predictions_match_the_loop_kernels_and_are_the_callers_own():
+    from exactrev.model import mlp_blas, mlp_kernels
+
+    (net, _), p, X, _, _, _ = _problem((6, 7, 4), "relu", 5, 11)
+    sizes = np.array(net.sizes, np.int64)
+    logits = mlp_blas.mlp_predict(p, net.sizes, 1, X)
+    np.testing.assert_allclose(logits, mlp_kernels.mlp_predict(p, sizes, 1, X), rtol=1e-12)
+    kept = logits.copy()
+    mlp_blas.mlp_predict(p, net.sizes, 1, X + 1.0)  # same workspace, other inputs
+    np.testing.assert_array_equal(logits, kept)
