@@ -17,6 +17,9 @@ from .optim.adam import AdamSchedule, ReversibleAdam
 from .optim.nesterov import ReversibleNesterov
 from .optim.schedule import MomentumSchedule
 from .optim.sgd import PlainFixedSGD, ReversibleSGD, StepError
+from .model.mlp import MLP
+from .hyper import (AdamMetaParams, Dataset, HypergradResult, MetaAdam, MetaParams, MLPTrainingLoss,
+                    MLPValidationLoss, RowTerm, Split, hypergradient, initial_weights, load_digits, train)
 
 __version__ = "0.1.0"
 
@@ -25,4 +28,6 @@ __all__ = [
     "DEFAULT_FRAC_BITS", "FixedFormat", "FixedPointRangeError", "MAX_DENOMINATOR",
     "HyperparameterError", "as_momentum", "MomentumSchedule", "ReversibleSGD", "StepError",
     "AdamSchedule", "ReversibleAdam", "PlainFixedSGD", "ReversibleNesterov",
+    "MLP", "hypergradient", "MetaParams", "AdamMetaParams", "HypergradResult", "MetaAdam", "initial_weights",
+    "MLPTrainingLoss", "MLPValidationLoss", "RowTerm", "Dataset", "Split", "load_digits", "train",
 ]

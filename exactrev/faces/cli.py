@@ -127,11 +127,14 @@ def build_parser():
     bench.add_argument("--weights", type=_positive_int, default=10_000,
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
-    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "peers", "all"],
+    bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "peers", "adapter",
+                                                  "all"],
                        default="all",
                        help="which tables to print (default all but peers; busy: the slowdown beside a "
                             "competing busy process; peers: one hypergradient against JAX's unrolled "
-                            "autodiff at T = 100, 1000, 10000, minutes, needs pip install -e \".[peers]\")")
+                            "autodiff at T = 100, 1000, 10000, minutes, needs pip install -e \".[peers]\"; "
+                            "adapter: a JaxModel's forward run against the same jitted JAX gradient in a "
+                            "float64 loop, needs JAX)")
     bench.add_argument("--compare", action="store_true",
                        help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
                             "(about 3 minutes on 2 cores) and write compare.png")
@@ -197,6 +200,14 @@ def main(argv=None):
             from .bench_peers import peers_report
 
             peers_report(steps=(20, 100) if args.quick else (100, 1000, 10000))
+        if args.suite == "adapter":
+            import importlib.util
+
+            if importlib.util.find_spec("jax") is None:
+                parser.subcommands["bench"].error('argument --suite: adapter needs JAX: pip install -e ".[jax]"')
+            from .bench_adapter import adapter_report
+
+            adapter_report(steps=50 if args.quick else 200)
         return 0
     return 0
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.progress import progress_range
 from ..optim.schedule import MomentumSchedule
-from .losses import accumulate_term, validation_start
+from .losses import accumulate_term, checked_vjp, validation_start
 from . import checkpointing  # noqa: F401  (registers the 'checkpoint' back-end)
 from .trajectory import TRAJECTORIES, group_sums
 
@@ -126,7 +126,8 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
     dv = np.zeros_like(dw)
     d_lr = np.zeros_like(lr)
     d_g = np.zeros_like(g)
-    d_theta = {name: np.zeros(shape) for name, shape in train_loss.meta_shapes().items()}
+    shapes = train_loss.meta_shapes()
+    d_theta = {name: np.zeros(shape) for name, shape in shapes.items()}
     hvp_evals = 0
     for t in progress_range(schedule.steps, progress, "hypergradient", reverse=True):
         v_next = traj.velocity()
@@ -134,7 +135,7 @@ def hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method
         dv += lr[t][types] * dw
         w_t = traj.back_weights()
         u = omg[t][types] * dv
-        grad, hvp, mixed = train_loss.grad_and_vjp(w_t, t, u)
+        grad, hvp, mixed = checked_vjp(train_loss, w_t, t, u, shapes)
         hvp_evals += 1
         v_t = traj.back_velocity(grad)
         d_g[t] = group_sums(dv * (v_t + grad), types, G)

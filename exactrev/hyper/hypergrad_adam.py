@@ -25,7 +25,8 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.adam import AdamSchedule, ReversibleAdam
 from .hypergrad import HypergradResult, logit, sigmoid
-from .losses import accumulate_term, validation_start
+from ..optim.progress import progress_range
+from .losses import accumulate_term, checked_vjp, validation_start
 from .trajectory import group_sums
 
 
@@ -65,8 +66,8 @@ class _Reversal:
     def __init__(self, opt):
         self.opt = opt
 
-    def forward(self, grad_fn):
-        self.opt.forward(grad_fn)
+    def forward(self, grad_fn, progress=False):
+        self.opt.forward(grad_fn, progress=progress)
 
     def state(self):
         o = self.opt
@@ -91,10 +92,10 @@ class _Store:
     def __init__(self, opt):
         self.opt = opt
 
-    def forward(self, grad_fn):
+    def forward(self, grad_fn, progress=False):
         o = self.opt
         self.states = [(o.w.copy(), o.m.copy(), o.s.copy())]
-        for _ in range(o.schedule.steps):
+        for _ in progress_range(o.schedule.steps, progress, "forward"):
             o.step(grad_fn(o.weights, o.t))
             self.states.append((o.w.copy(), o.m.copy(), o.s.copy()))
         self.t = o.t
@@ -115,7 +116,7 @@ class _Store:
 
 
 def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, types, method="reversal",
-                       fmt_w=FixedFormat(42), fmt_m=FixedFormat(46), fmt_s=FixedFormat(46)):
+                       fmt_w=FixedFormat(42), fmt_m=FixedFormat(46), fmt_s=FixedFormat(46), progress=False):
     """Train with reversible Adam/AdamW, then return df/dmeta by the exact reverse sweep above."""
     types = np.ascontiguousarray(types, np.int64)
     sched = meta.schedule()
@@ -124,7 +125,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     opt = ReversibleAdam(w0, sched, group=types, fmt_w=fmt_w, fmt_m=fmt_m, fmt_s=fmt_s)
     w0_fixed = opt.w.copy()
     traj = {"reversal": _Reversal, "store": _Store}[method](opt)
-    traj.forward(train_loss.grad)
+    traj.forward(train_loss.grad, progress)
     w_final = opt.weights if method == "reversal" else fmt_w.to_float(traj.states[-1][0])
     loss, dw = validation_start(valid_loss, w_final)
     c1, c2 = sched.bias_corrections
@@ -135,8 +136,9 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     dm, ds = np.zeros_like(dw), np.zeros_like(dw)
     d_lr, d_lam = np.zeros((T, G)), np.zeros((T, G))
     d_b1, d_b2, d_eps, d_c1, d_c2 = (np.zeros(T) for _ in range(5))
-    d_theta = {name: np.zeros(shape) for name, shape in train_loss.meta_shapes().items()}
-    for t in range(T - 1, -1, -1):
+    shapes = train_loss.meta_shapes()
+    d_theta = {name: np.zeros(shape) for name, shape in shapes.items()}
+    for t in progress_range(T, progress, "hypergradient", reverse=True):
         a = sched.lr[t][types]
         lam_t = lam[t][types]
         rho = applied[t][types]
@@ -156,7 +158,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
         dS = ds + ds_term
         g = train_loss.grad(w_t, t)
         z = (1.0 - b1[t]) * dM + 2.0 * (1.0 - b2[t]) * g * dS
-        _, hz, mixed = train_loss.grad_and_vjp(w_t, t, z)
+        _, hz, mixed = checked_vjp(train_loss, w_t, t, z, shapes)
         m0, s0 = traj.back_moments(g)
         d_b1[t] = float(np.sum(dM * (m0 - g)))
         d_b2[t] = float(np.sum(dS * (s0 - g * g)))

@@ -21,7 +21,8 @@ import numpy as np
 from ..exact.fixedpoint import FixedFormat
 from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
 from .hypergrad import HypergradResult, MetaParams, initial_weights
-from .losses import accumulate_term, validation_start
+from ..optim.progress import progress_range
+from .losses import accumulate_term, checked_vjp, validation_start
 from .trajectory import group_sums
 
 
@@ -31,8 +32,8 @@ class _Reversal:
     def __init__(self, opt):
         self.opt = opt
 
-    def forward(self, grad_fn):
-        self.opt.forward(grad_fn)
+    def forward(self, grad_fn, progress=False):
+        self.opt.forward(grad_fn, progress=progress)
 
     def state(self):
         o = self.opt
@@ -57,10 +58,10 @@ class _Store:
     def __init__(self, opt):
         self.opt = opt
 
-    def forward(self, grad_fn):
+    def forward(self, grad_fn, progress=False):
         o = self.opt
         self.states = []
-        for _ in range(o.schedule.steps):
+        for _ in progress_range(o.schedule.steps, progress, "forward"):
             p = o.lookahead()
             self.states.append((o.w.copy(), o.v.copy(), o.u.copy(), p))
             o.step(grad_fn(p, o.t))
@@ -84,7 +85,7 @@ class _Store:
 
 
 def nesterov_hypergradient(meta: MetaParams, train_loss, valid_loss, noise, types, method="reversal",
-                           memory=DEFAULT_MEMORY, fmt=FixedFormat()) -> HypergradResult:
+                           memory=DEFAULT_MEMORY, fmt=FixedFormat(), progress=False) -> HypergradResult:
     """Train with reversible Nesterov (memory h), then return df/dmeta by the reverse sweep above.
 
     method: 'reversal' (exact reversal) or 'store' (the trajectory kept: the reference).
@@ -99,22 +100,23 @@ def nesterov_hypergradient(meta: MetaParams, train_loss, valid_loss, noise, type
         traj = {"reversal": _Reversal, "store": _Store}[method](opt)
     except KeyError:
         raise ValueError(f"method must be 'reversal' or 'store', got {method!r}") from None
-    traj.forward(train_loss.grad)
+    traj.forward(train_loss.grad, progress)
     w_final = opt.weights
     loss, dw = validation_start(valid_loss, w_final)
     h = float(opt.memory)
     lr, g, omg = sched.lr, sched.momenta, sched.one_minus_g
     dv, du = np.zeros_like(dw), np.zeros_like(dw)
     d_lr, d_g = np.zeros_like(lr), np.zeros_like(g)
-    d_theta = {name: np.zeros(shape) for name, shape in train_loss.meta_shapes().items()}
-    for t in range(T - 1, -1, -1):
+    shapes = train_loss.meta_shapes()
+    d_theta = {name: np.zeros(shape) for name, shape in shapes.items()}
+    for t in progress_range(T, progress, "hypergradient", reverse=True):
         a, g_t = lr[t][types], g[t][types]
         v1, u1 = traj.state()
         d_lr[t] = group_sums(dw * v1, types, G)
         DV = dv + a * dw
         p, v0 = traj.back_state()
         DU = du + omg[t][types] * DV
-        grad, hz, mixed = train_loss.grad_and_vjp(p, t, (1.0 - h) * DU)
+        grad, hz, mixed = checked_vjp(train_loss, p, t, (1.0 - h) * DU, shapes)
         traj.back_memory(grad)
         dp = -hz
         d_lr[t] += group_sums(g_t * v0 * dp, types, G)

@@ -39,6 +39,31 @@ def validation_start(valid_loss, w_final):
     return float(loss), dw
 
 
+def checked_vjp(train_loss, w, t, u, shapes):
+    """train_loss.grad_and_vjp(w, t, u), with what it returned checked against the protocol: a ValueError
+    naming the step and the part when the gradient or H u is not float[P], or a mixed term is not one
+    of ``shapes`` (the loss's meta_shapes()) in name and shape."""
+    out = train_loss.grad_and_vjp(w, t, u)
+    where = f"train_loss.grad_and_vjp(w, t={t}, u)"
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise ValueError(f"{where} must return (grad, H u, {{name: mixed term}}), got {type(out).__name__}")
+    grad, hvp, mixed = out
+    for name, value in (("the gradient", grad), ("H u", hvp)):
+        if np.shape(value) != np.shape(w):
+            raise ValueError(f"{where} returned {name} of shape {np.shape(value)}; the weights have shape "
+                             f"{np.shape(w)}")
+    for name, term in mixed.items():
+        if name not in shapes:
+            raise ValueError(f"{where} returned a mixed term {name!r} that meta_shapes() does not list "
+                             f"({sorted(shapes)})")
+        want = tuple(shapes[name])
+        got = np.shape(term.values)[1:] if isinstance(term, RowTerm) else np.shape(term)
+        if got != (want[1:] if isinstance(term, RowTerm) else want):
+            raise ValueError(f"{where} returned the mixed term {name!r} with shape {got}; meta_shapes() "
+                             f"says {want}")
+    return grad, hvp, mixed
+
+
 class RowTerm(NamedTuple):
     """A mixed term that is zero outside ``rows``: values[j] belongs at row rows[j] (rows distinct)."""
 
