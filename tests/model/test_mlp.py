@@ -143,3 +143,17 @@ def test_skipping_the_input_gradient_changes_no_bit_of_the_weight_gradient(backe
     assert with_dx[0] == without[0]
     np.testing.assert_array_equal(with_dx[1], without[1])
     assert without[3].shape == (0, 64)
+
+
+@pytest.mark.parametrize("backend", ["blas", "loops"])
+def test_predict_gives_the_logits_whose_cross_entropy_is_the_loss(backend):
+    net, p, X, y, _, _ = _problem((5, 7, 4), "tanh", 8, batch=13, backend=backend)
+    logits = net.predict(p, X)
+    assert logits.shape == (13, 4)
+    top = logits.max(axis=1)
+    lse = np.log(np.exp(logits - top[:, None]).sum(axis=1)) + top
+    assert net.loss(p, X, y) == pytest.approx(np.mean(lse - logits[np.arange(13), y]), rel=1e-12)
+    with pytest.raises(ValueError, match="X has shape"):
+        net.predict(p, X[:, :3])
+    with pytest.raises(ValueError, match="params"):
+        net.predict(p[:-1], X)
