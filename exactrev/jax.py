@@ -106,7 +106,6 @@ class JaxModel:
         self._grad = jax.jit(flat_grad)
         self._hvp_mixed = jax.jit(flat_hvp_mixed)
         self._valid = jax.jit(jax.value_and_grad(flat_valid, argnums=(0, 1)))
-        self._valid_value = jax.jit(flat_valid)
 
     # -- sizes and conversions ----------------------------------------------------------------------
     @property
@@ -198,9 +197,6 @@ class _ValidationLoss:
     def __init__(self, model: JaxModel, theta_flat):
         self.model, self.theta = model, theta_flat
         self.direct_theta_grad = np.zeros(model._theta_size)
-
-    def value(self, w):
-        return float(self.model._valid_value(w, self.theta))
 
     def value_and_grad(self, w):
         value, (dw, dtheta) = self.model._valid(w, self.theta)

@@ -6,8 +6,6 @@ loops call one compiled gradient per step with the same batches; the adapter add
 the buffer and one host copy of the flat weights and of the gradient.
 """
 
-import time
-
 import numpy as np
 
 

@@ -8,7 +8,7 @@ arguments; one it does not support is refused by name before anything runs.
 
 from ..exact.buffer import BufferMismatchError
 from ..exact.fixedpoint import FixedFormat
-from .hypergrad import HypergradResult, MetaParams
+from .hypergrad import HypergradResult, MetaParams, initial_weights
 
 # optimizer -> (meta-parameter class name, methods, devices)
 SUPPORTED = {
@@ -111,7 +111,7 @@ def train(meta, grad_fn, noise, types, *, optimizer=None, fmt=None, nesterov_mem
 
     optimizer = _family(meta, optimizer)
     types = np.ascontiguousarray(types, np.int64)
-    w0 = np.exp(meta.log_init_scale)[types] * noise
+    w0 = initial_weights(meta, noise, types)
     fmt = FixedFormat() if fmt is None else fmt
     if optimizer == "sgd":
         from ..optim.sgd import ReversibleSGD

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..exact.fixedpoint import FixedFormat
 from ..optim.adam import AdamSchedule, ReversibleAdam
-from .hypergrad import HypergradResult, logit, sigmoid
+from .hypergrad import HypergradResult, initial_weights, logit, sigmoid
 from ..optim.progress import progress_range
 from .losses import accumulate_term, checked_vjp, validation_start
 from .trajectory import group_sums
@@ -121,7 +121,7 @@ def adam_hypergradient(meta: AdamMetaParams, train_loss, valid_loss, noise, type
     types = np.ascontiguousarray(types, np.int64)
     sched = meta.schedule()
     T, G = sched.lr.shape
-    w0 = np.exp(meta.log_init_scale)[types] * noise
+    w0 = initial_weights(meta, noise, types)
     opt = ReversibleAdam(w0, sched, group=types, fmt_w=fmt_w, fmt_m=fmt_m, fmt_s=fmt_s)
     w0_fixed = opt.w.copy()
     traj = {"reversal": _Reversal, "store": _Store}[method](opt)

@@ -12,17 +12,17 @@ import copy
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
+from ..exact.fixedpoint import FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
 from ..optim.checks import StepError
 from ..model.mlp import MLP
-from ..optim.sgd import ReversibleSGD
 from .data import Dataset
-from .hypergrad import MetaParams, hypergradient, initial_weights
+from .api import hypergradient, train
+from .hypergrad import MetaParams
 from .meta_adam import MetaAdam
 from .losses import MLPTrainingLoss, MLPValidationLoss, classification_error
 
@@ -120,17 +120,20 @@ class _SGD:
     def params(meta):
         return {k: getattr(meta, k) for k in _SGD.keys}
 
-    @staticmethod
-    def hypergradient(meta, tl, vl, noise, types, cfg):
-        kwargs = {"snapshots": cfg.snapshots} if cfg.method == "checkpoint" else None
-        return hypergradient(meta, tl, vl, noise, types, method=cfg.method, trajectory_kwargs=kwargs)
+    name = "sgd"
 
-    @staticmethod
-    def train(meta, noise, types, grad_fn, cfg):
-        opt = ReversibleSGD(initial_weights(meta, noise, types), meta.schedule(), group=types,
-                            fmt=FixedFormat())
-        opt.forward(grad_fn)
-        return opt.weights
+    @classmethod
+    def _memory(cls, cfg):
+        return cfg.nesterov_memory if cls.name == "nesterov" else None
+
+    @classmethod
+    def hypergradient(cls, meta, tl, vl, noise, types, cfg):
+        return hypergradient(meta, tl, vl, noise, types, optimizer=cls.name, method=cfg.method,
+                             snapshots=cfg.snapshots, nesterov_memory=cls._memory(cfg))
+
+    @classmethod
+    def train(cls, meta, noise, types, grad_fn, cfg):
+        return train(meta, grad_fn, noise, types, optimizer=cls.name, nesterov_memory=cls._memory(cfg))
 
     @staticmethod
     def constant(cfg, n_types, lr, g):
@@ -143,6 +146,7 @@ class _SGD:
 class _Adam(_SGD):
     """Adam: learns log lr per step and type, logit b1 and b2 and log eps per step, log init scales."""
 
+    name = "adam"
     keys = ("log_lr", "logit_b1", "logit_b2", "log_eps", "log_init_scale")
     weight_decay = False
 
@@ -158,20 +162,6 @@ class _Adam(_SGD):
     def params(cls, meta):
         return {k: getattr(meta, k) for k in cls.keys}
 
-    @staticmethod
-    def hypergradient(meta, tl, vl, noise, types, cfg):
-        from .hypergrad_adam import adam_hypergradient
-
-        return adam_hypergradient(meta, tl, vl, noise, types)
-
-    @staticmethod
-    def train(meta, noise, types, grad_fn, cfg):
-        from ..optim.adam import ReversibleAdam
-
-        opt = ReversibleAdam(np.exp(meta.log_init_scale)[types] * noise, meta.schedule(), group=types)
-        opt.forward(grad_fn)
-        return opt.weights
-
     @classmethod
     def constant(cls, cfg, n_types, lr, b1):
         from .hypergrad_adam import AdamMetaParams
@@ -186,6 +176,7 @@ class _Adam(_SGD):
 class _AdamW(_Adam):
     """AdamW: Adam plus a learned log weight decay per step and type."""
 
+    name = "adamw"
     keys = _Adam.keys + ("log_weight_decay",)
     weight_decay = True
 
@@ -193,20 +184,7 @@ class _AdamW(_Adam):
 class _Nesterov(_SGD):
     """Nesterov momentum with gradient memory h (optim/nesterov.py): the same meta-parameters as SGD."""
 
-    @staticmethod
-    def hypergradient(meta, tl, vl, noise, types, cfg):
-        from .hypergrad_nesterov import nesterov_hypergradient
-
-        return nesterov_hypergradient(meta, tl, vl, noise, types, memory=cfg.nesterov_memory)
-
-    @staticmethod
-    def train(meta, noise, types, grad_fn, cfg):
-        from ..optim.nesterov import ReversibleNesterov
-
-        opt = ReversibleNesterov(initial_weights(meta, noise, types), meta.schedule(), group=types,
-                                 memory=cfg.nesterov_memory)
-        opt.forward(grad_fn)
-        return opt.weights
+    name = "nesterov"
 
 
 OPTIMIZERS = {"sgd": _SGD, "adam": _Adam, "adamw": _AdamW, "nesterov": _Nesterov}

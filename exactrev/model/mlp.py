@@ -67,13 +67,17 @@ class MLP:
         """Standard-normal draws, one per parameter; multiply by per-type scales to initialise."""
         return rng.standard_normal(self.n_params)
 
-    def _check(self, params, X, y):
+    def _check(self, params, X, y=None):
+        """params, X (and y, unless None) as contiguous arrays, or a ValueError naming the one that
+        does not fit the network."""
         params = np.ascontiguousarray(params, np.float64)
         if params.shape != (self.n_params,):
             raise ValueError(f"params has shape {params.shape}, expected ({self.n_params},)")
         X = np.ascontiguousarray(X, np.float64)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X has shape {X.shape}, expected (batch, {self.sizes[0]})")
+        if y is None:
+            return params, X, None
         y = np.ascontiguousarray(y, np.int64)
         if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= self.sizes[-1])):
             raise ValueError(f"y must hold {X.shape[0]} labels in [0, {self.sizes[-1]})")
@@ -86,10 +90,10 @@ class MLP:
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
         grad, hvp = np.empty(P), np.empty(P)  # every entry written when asked for
         dx, rdx = (np.zeros_like(X), np.zeros_like(X)) if want_dx else (X[:0], X[:0])
-        layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         if self.backend == "blas":
             kernel = mlp_blas.mlp_pass
         else:
+            layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
             kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
         loss = kernel(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
                       l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
@@ -112,7 +116,7 @@ class MLP:
 
     def predict(self, params, X) -> np.ndarray:
         """Logits float64[B, n_L] at params for inputs X."""
-        params, X, _ = self._check(params, X, np.zeros(len(X), np.int64))
+        params, X, _ = self._check(params, X)
         if self.backend == "blas":
             return mlp_blas.mlp_predict(params, self.sizes, ACTIVATIONS[self.activation], X)
         return mlp_predict(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X)
