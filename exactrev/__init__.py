@@ -18,8 +18,9 @@ from .optim.nesterov import ReversibleNesterov
 from .optim.schedule import MomentumSchedule
 from .optim.sgd import PlainFixedSGD, ReversibleSGD, StepError
 from .model.mlp import MLP
-from .hyper import (AdamMetaParams, Dataset, HypergradResult, MetaAdam, MetaParams, MLPTrainingLoss,
-                    MLPValidationLoss, RowTerm, Split, hypergradient, initial_weights, load_digits, train)
+from .hyper import (AdamMetaParams, Dataset, HypergradResult, InitialSettingsError, MetaAdam,
+                    MetaDivergenceError, MetaParams, MetaTrainer, MLPTrainingLoss, MLPValidationLoss, RowTerm,
+                    Split, hypergradient, initial_weights, load_digits, meta_train, train)
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,5 @@ __all__ = [
     "AdamSchedule", "ReversibleAdam", "PlainFixedSGD", "ReversibleNesterov",
     "MLP", "hypergradient", "MetaParams", "AdamMetaParams", "HypergradResult", "MetaAdam", "initial_weights",
     "MLPTrainingLoss", "MLPValidationLoss", "RowTerm", "Dataset", "Split", "load_digits", "train",
+    "meta_train", "MetaTrainer", "InitialSettingsError", "MetaDivergenceError",
 ]

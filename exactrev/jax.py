@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised where JAX is missing
 
 from .hyper.api import hypergradient as _hypergradient
 from .hyper.api import train as _train
-from .hyper.hypergrad import MetaParams
+from .hyper.meta import MetaParams
 
 jax.config.update("jax_enable_x64", True)
 
@@ -64,6 +64,15 @@ class JaxResult:
     final_params: object
     restored: bool
     raw: object
+
+    @property
+    def extra_bytes(self) -> int:
+        """What the reversal kept beyond the weights: the buffer's bytes after the forward run."""
+        return self.raw.extra_bytes
+
+    @property
+    def stats(self) -> dict:
+        return self.raw.stats
 
 
 class JaxModel:

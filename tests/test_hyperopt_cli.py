@@ -8,7 +8,8 @@ import pytest
 
 from exactrev.faces.cli import main
 from exactrev.hyper.data import load_digits
-from exactrev.hyper.hyperopt import HyperoptConfig, InitialSettingsError, run_hyperopt
+from exactrev.hyper.hyperopt import HyperoptConfig, run_hyperopt
+from exactrev.hyper.meta_train import InitialSettingsError
 
 TINY = ["hyperopt", "--steps", "5", "--meta-iters", "2", "--hidden", "6", "--batch", "50",
         "--n-train", "200", "--n-valid", "100", "--no-progress"]

@@ -191,6 +191,20 @@ class InfoBuffer:
         """(heads, counts) copies: enough to tell whether a reversal brought the buffer back."""
         return self.heads.copy(), self.counts.copy()
 
+    def content_copy(self):
+        """Copies of what the stacks hold (heads, counts and the used rows of words), to go back to
+        with ``restore_content``: a checkpoint of the buffer, about the size of its content."""
+        rows = int(self.counts.max()) if self.n_lanes else 0
+        return self.heads.copy(), self.counts.copy(), self.words[:rows].copy()
+
+    def restore_content(self, content) -> None:
+        """Put back what ``content_copy`` returned (the rows above it are left as they are: unused)."""
+        heads, counts, words = content
+        self.reserve(words.shape[0])
+        self.heads[:] = heads
+        self.words[: words.shape[0]] = words
+        self.counts = counts.copy()
+
     def matches(self, snapshot) -> bool:
         heads, counts = snapshot
         return bool(np.array_equal(heads, self.heads) and np.array_equal(counts, self.counts))

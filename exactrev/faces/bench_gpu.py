@@ -133,7 +133,7 @@ def integers_match_cpu(n=1_000_000, steps=20, groups=4, seed=0):
 def hypergradient_seconds(steps=100, hidden=(50, 50, 50), batch=200, device="cuda"):
     """(seconds of one hypergradient after a warm-up one, its result, the problem) on ``device``."""
     from .bench_training import PaperProblem
-    from ..hyper.hypergrad import hypergradient
+    from ..hyper.api import hypergradient
 
     prob = PaperProblem(steps, hidden, batch)
     run = lambda: hypergradient(prob.meta, prob.train, prob.valid, prob.noise, prob.types,  # noqa: E731

@@ -5,9 +5,8 @@ import time
 
 import numpy as np
 
-from ..hyper.hypergrad import MetaParams, hypergradient
-from ..hyper.hypergrad_adam import AdamMetaParams, adam_hypergradient
-from ..hyper.hypergrad_nesterov import nesterov_hypergradient
+from ..hyper.api import hypergradient
+from ..hyper.meta import AdamMetaParams, MetaParams, initial_weights
 from ..optim.adam import ReversibleAdam
 from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
 from ..optim.sgd import ReversibleSGD
@@ -20,21 +19,18 @@ def measure_optimizer(prob, name):
     T, G = prob.steps, prob.net.n_types
     if name == "sgd":
         meta = MetaParams.constant(T, G, 0.3, 0.9, 0.1)
-        make = lambda: ReversibleSGD(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
+        make = lambda: ReversibleSGD(initial_weights(meta, prob.noise, prob.types),  # noqa: E731
                                      meta.schedule(), group=prob.types)
-        hyper = lambda: hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
         bound = float(meta.schedule().bits_per_step().mean())
     elif name == "nesterov":
         meta = MetaParams.constant(T, G, 0.3, 0.9, 0.1)
-        make = lambda: ReversibleNesterov(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
+        make = lambda: ReversibleNesterov(initial_weights(meta, prob.noise, prob.types),  # noqa: E731
                                           meta.schedule(), group=prob.types, memory=DEFAULT_MEMORY)
-        hyper = lambda: nesterov_hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
         bound = float(make().step_bits().mean())
     else:
         meta = AdamMetaParams.constant(T, G, 0.01, 0.9, 0.999, 1e-8, 0.01 if name == "adamw" else 0.0, 0.1)
-        make = lambda: ReversibleAdam(np.exp(meta.log_init_scale)[prob.types] * prob.noise,  # noqa: E731
+        make = lambda: ReversibleAdam(initial_weights(meta, prob.noise, prob.types),  # noqa: E731
                                       meta.schedule(), group=prob.types)
-        hyper = lambda: adam_hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types)  # noqa: E731
         bound = float(meta.schedule().bits_per_step().mean())
     opt = make()
     opt.forward(prob.train.grad)  # compile
@@ -44,7 +40,7 @@ def measure_optimizer(prob, name):
     fwd = time.perf_counter() - t0
     bits = opt.bits_per_weight_step()
     t0 = time.perf_counter()
-    res = hyper()
+    res = hypergradient(meta, prob.train, prob.valid, prob.noise, prob.types, optimizer=name)
     total = time.perf_counter() - t0
     return {"optimizer": name, "bits": bits, "bound": bound, "forward_ms": 1e3 * fwd / T,
             "reverse_ms": 1e3 * (total - fwd) / T, "restored": res.restored}

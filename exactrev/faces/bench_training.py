@@ -16,7 +16,8 @@ import tracemalloc
 import numpy as np
 
 from ..hyper.data import load_digits
-from ..hyper.hypergrad import MetaParams, hypergradient, initial_weights
+from ..hyper.api import hypergradient
+from ..hyper.meta import MetaParams, initial_weights
 from ..hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from ..model.mlp import MLP
 from ..optim.sgd import ReversibleSGD
@@ -57,9 +58,9 @@ class PaperProblem:
             w += sched.lr[t][self.types] * v
         return w
 
-    def hypergradient(self, method="reversal", **kwargs):
+    def hypergradient(self, method="reversal", snapshots=None):
         return hypergradient(self.meta, self.train, self.valid, self.noise, self.types, method=method,
-                             trajectory_kwargs=kwargs or None)
+                             snapshots=snapshots)
 
 
 def forward_times(steps=100, repeat=3):

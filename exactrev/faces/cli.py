@@ -284,8 +284,8 @@ def _load_data(args):
 
 
 def _hyperopt(parser, args, argv):
-    from ..hyper.hyperopt import (ConfigError, HyperoptConfig, InitialSettingsError, MetaDivergenceError,
-                                  ResumeError, run_hyperopt)
+    from ..hyper.meta_train import InitialSettingsError, MetaDivergenceError
+    from ..hyper.hyperopt import ConfigError, HyperoptConfig, ResumeError, run_hyperopt
     from .report_files import run_record, timestamp, write_outputs
 
     default_lr = 0.3 if args.optimizer in ("sgd", "nesterov") else 0.01

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ..hyper.hypergrad import sigmoid
+from ..hyper.meta import sigmoid
 
 
 def result_to_json(result) -> dict:

@@ -3,11 +3,10 @@ the meta-optimiser (re-exported at the top level of ``exactrev``)."""
 
 from .api import hypergradient, train
 from .data import Dataset, Split, load_digits
-from .hypergrad import HypergradResult, MetaParams, initial_weights
-from .hypergrad_adam import AdamMetaParams
+from .meta import AdamMetaParams, HypergradResult, MetaParams, initial_weights
 from .losses import MLPTrainingLoss, MLPValidationLoss, RowTerm
-from .meta_adam import MetaAdam
+from .meta_train import InitialSettingsError, MetaAdam, MetaDivergenceError, MetaTrainer, meta_train
 
 __all__ = ["hypergradient", "train", "Dataset", "Split", "load_digits", "HypergradResult", "MetaParams",
            "initial_weights", "AdamMetaParams", "MLPTrainingLoss", "MLPValidationLoss", "RowTerm",
-           "MetaAdam"]
+           "MetaAdam", "meta_train", "MetaTrainer", "InitialSettingsError", "MetaDivergenceError"]

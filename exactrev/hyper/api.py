@@ -6,22 +6,25 @@ each step's state back. Every combination the engine supports is reachable from 
 arguments; one it does not support is refused by name before anything runs.
 """
 
+import numpy as np
+
 from ..exact.buffer import BufferMismatchError
 from ..exact.fixedpoint import FixedFormat
-from .hypergrad import HypergradResult, MetaParams, initial_weights
+from . import checkpointing  # noqa: F401  (registers the 'checkpoint' walk)
+from .adjoints import AdamAdjoint, MomentumAdjoint, NesterovAdjoint
+from .meta import AdamMetaParams, HypergradResult, MetaParams, initial_weights
+from .sweep import WALKS, reverse_sweep
 
 # optimizer -> (meta-parameter class name, methods, devices)
 SUPPORTED = {
     "sgd": ("MetaParams", ("reversal", "store", "checkpoint"), ("cpu", "cuda")),
-    "nesterov": ("MetaParams", ("reversal", "store"), ("cpu",)),
-    "adam": ("AdamMetaParams", ("reversal", "store"), ("cpu",)),
-    "adamw": ("AdamMetaParams", ("reversal", "store"), ("cpu",)),
+    "nesterov": ("MetaParams", ("reversal", "store", "checkpoint"), ("cpu",)),
+    "adam": ("AdamMetaParams", ("reversal", "store", "checkpoint"), ("cpu",)),
+    "adamw": ("AdamMetaParams", ("reversal", "store", "checkpoint"), ("cpu",)),
 }
 
 
 def _family(meta, optimizer):
-    from .hypergrad_adam import AdamMetaParams
-
     if isinstance(meta, AdamMetaParams):
         kind, default = "AdamMetaParams", "adam"
     elif isinstance(meta, MetaParams):
@@ -48,8 +51,9 @@ def hypergradient(meta, train_loss, valid_loss, noise, types, *, optimizer=None,
     train_loss: ``grad(w, t)``, ``grad_and_vjp(w, t, u)``, ``meta_shapes()`` (docs/your-model.md);
     valid_loss: ``value_and_grad(w)``. noise: float64[P]; types: int64[P] in [0, G).
     method: 'reversal' (exact, O(P) memory plus the buffer), 'store' (the trajectory kept: the
-    reference) or, for sgd, 'checkpoint' (Revolve, ``snapshots`` of them). device: 'cpu', or 'cuda'
-    (sgd with reversal, an ``MLPTrainingLoss``). fmt: the weights' ``FixedFormat`` (sgd, nesterov).
+    reference) or 'checkpoint' (Revolve, ``snapshots`` of them, default ceil(sqrt(T))). device: 'cpu',
+    or 'cuda' (sgd with reversal, an ``MLPTrainingLoss``). fmt: the weights' ``FixedFormat`` (sgd,
+    nesterov).
     nesterov_memory: the gradient memory h of Nesterov (default 1/256). progress: tqdm bars.
 
     Returns a ``HypergradResult``: ``.loss``, ``.grads`` (name -> array shaped like the
@@ -82,49 +86,72 @@ def hypergradient(meta, train_loss, valid_loss, noise, types, *, optimizer=None,
                         "(docs/your-model.md)") from exc
 
 
-def _sweep(meta, train_loss, valid_loss, noise, types, optimizer, method, device, progress, fmt, snapshots,
-           nesterov_memory):
-    if optimizer == "sgd":
-        from .hypergrad import hypergradient as sweep
+def checked_types(types, noise, meta):
+    """types as int64[P] (P = len(noise)), each in [0, G) for G = meta.log_lr.shape[1]; ValueError
+    naming the first weight that is not."""
+    types = np.ascontiguousarray(types, np.int64)
+    G = meta.log_lr.shape[1]
+    if types.shape != np.shape(noise):
+        raise ValueError(f"types has shape {types.shape}, noise {np.shape(noise)}: one weight type per weight")
+    bad = (types < 0) | (types >= G)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"types[{i}] = {types[i]}, but meta has {G} weight types (columns of log_lr): "
+                         f"types must lie in [0, {G})")
+    return types
 
-        kwargs = {"snapshots": snapshots} if snapshots is not None else None
-        return sweep(meta, train_loss, valid_loss, noise, types, method=method, fmt=fmt, progress=progress,
-                     trajectory_kwargs=kwargs, device=device)
+
+def _optimiser(meta, noise, types, optimizer, fmt, nesterov_memory, reversible=True):
+    """The optimiser ``hypergradient`` and ``train`` run, at w_0 = exp(log_init_scale[types]) * noise.
+    Momentum SGD without reversal runs ``PlainFixedSGD`` (no buffer)."""
+    w0 = initial_weights(meta, noise, types)
+    schedule = meta.schedule()
+    if optimizer == "sgd":
+        from ..optim.sgd import PlainFixedSGD, ReversibleSGD
+
+        return (ReversibleSGD if reversible else PlainFixedSGD)(w0, schedule, group=types, fmt=fmt)
     if optimizer == "nesterov":
-        from ..optim.nesterov import DEFAULT_MEMORY
-        from .hypergrad_nesterov import nesterov_hypergradient
+        from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
 
         memory = DEFAULT_MEMORY if nesterov_memory is None else nesterov_memory
-        return nesterov_hypergradient(meta, train_loss, valid_loss, noise, types, method=method,
-                                      memory=memory, fmt=fmt, progress=progress)
-    from .hypergrad_adam import adam_hypergradient
+        return ReversibleNesterov(w0, schedule, group=types, memory=memory, fmt=fmt)
+    from ..optim.adam import ReversibleAdam
 
     if fmt != FixedFormat():
-        raise ValueError("fmt is for sgd and nesterov; Adam keeps its own formats (adam_hypergradient)")
-    return adam_hypergradient(meta, train_loss, valid_loss, noise, types, method=method, progress=progress)
+        raise ValueError("fmt is for sgd and nesterov; Adam keeps its own formats for w, m and s")
+    return ReversibleAdam(w0, schedule, group=types)
+
+
+def _sweep(meta, train_loss, valid_loss, noise, types, optimizer, method, device, progress, fmt, snapshots,
+           nesterov_memory):
+    if device == "cuda":
+        from ..kernels.cuda_device import require_cuda
+        from .hypergrad_cuda import hypergradient_cuda
+
+        require_cuda()
+        return hypergradient_cuda(meta, train_loss, valid_loss, noise, checked_types(types, noise, meta), fmt,
+                                  progress)
+    types = checked_types(types, noise, meta)
+    opt = _optimiser(meta, noise, types, optimizer, fmt, nesterov_memory, reversible=method == "reversal")
+    walk = WALKS[method](opt, snapshots) if method == "checkpoint" else WALKS[method](opt)
+    schedule = opt.schedule
+    if optimizer == "sgd":
+        adjoint = MomentumAdjoint(schedule, types, train_loss)
+    elif optimizer == "nesterov":
+        adjoint = NesterovAdjoint(schedule, types, train_loss, opt.memory)
+    else:
+        adjoint = AdamAdjoint(schedule, types, train_loss)
+    result = reverse_sweep(adjoint, walk, train_loss, valid_loss, progress)
+    result.stats.setdefault("optimizer", optimizer)
+    return result
 
 
 def train(meta, grad_fn, noise, types, *, optimizer=None, fmt=None, nesterov_memory=None, progress=False):
     """Train once, forward only, as ``hypergradient`` would (same optimiser, same w_0 and schedules),
     and return the final weights float64[P]. grad_fn(w, t) -> float64[P], e.g. ``train_loss.grad``."""
-    import numpy as np
-
     optimizer = _family(meta, optimizer)
-    types = np.ascontiguousarray(types, np.int64)
-    w0 = initial_weights(meta, noise, types)
+    types = checked_types(types, noise, meta)
     fmt = FixedFormat() if fmt is None else fmt
-    if optimizer == "sgd":
-        from ..optim.sgd import ReversibleSGD
-
-        opt = ReversibleSGD(w0, meta.schedule(), group=types, fmt=fmt)
-    elif optimizer == "nesterov":
-        from ..optim.nesterov import DEFAULT_MEMORY, ReversibleNesterov
-
-        opt = ReversibleNesterov(w0, meta.schedule(), group=types, fmt=fmt,
-                                 memory=DEFAULT_MEMORY if nesterov_memory is None else nesterov_memory)
-    else:
-        from ..optim.adam import ReversibleAdam
-
-        opt = ReversibleAdam(w0, meta.schedule(), group=types)
+    opt = _optimiser(meta, noise, types, optimizer, fmt, nesterov_memory)
     opt.forward(grad_fn, progress=progress)
     return opt.weights

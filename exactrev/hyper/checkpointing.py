@@ -5,7 +5,8 @@ it: ``MultistageCheckpointSchedule(T, c, 0, trajectory="revolve")`` (all c snaps
 gives the same optimal forward-step counts as the package's ``Revolve(T, c)`` class. That class builds
 its schedule by an O(T^2 c) dynamic programme in pure Python: 659 s for T = 10**4, c = 11 on this
 machine, against 0.1 s here. ``tests/hyper/test_checkpointing.py`` checks that the counts agree.
-The schedule is a sequence of actions; this back-end carries them out on a ``PlainFixedSGD``:
+The schedule is a sequence of actions; this walk carries them out on the optimiser's snapshots
+(``PlainFixedSGD`` for momentum SGD, the optimiser itself for Nesterov and Adam):
 
     Forward(n0, n1, write_ics, write_adj_deps)  advance n0 -> n1; keep a snapshot of state n0 if
                                                 write_ics; keep state n1-1 for the adjoint if
@@ -15,7 +16,7 @@ The schedule is a sequence of actions; this back-end carries them out on a ``Pla
     EndForward / EndReverse                     ends of the two sweeps
 
 It performs exactly the forward steps the schedule lists (``forward_steps``) and keeps at most
-``snapshots`` (w, v) pairs plus the adjoint's working state.
+``snapshots`` snapshots plus the adjoint's working state.
 """
 
 import math
@@ -23,8 +24,7 @@ import math
 from checkpoint_schedules import (Copy, EndForward, EndReverse, Forward, Move,
                                   MultistageCheckpointSchedule, Reverse)
 
-from ..optim.sgd import PlainFixedSGD
-from .trajectory import _PlainTrajectory, register
+from .sweep import Walk, register
 
 
 def revolve_schedule(steps, snapshots):
@@ -43,14 +43,14 @@ def default_snapshots(steps):
 
 
 @register
-class CheckpointTrajectory(_PlainTrajectory):
-    """Revolve with ``snapshots`` snapshots of (w, v) in memory (default ceil(sqrt(T)))."""
+class Checkpoint(Walk):
+    """Revolve with ``snapshots`` snapshots of the optimiser's state in memory (default ceil(sqrt(T)))."""
 
     name = "checkpoint"
 
-    def __init__(self, w0, schedule, group, fmt, snapshots=None):
-        super().__init__(w0, schedule, group, fmt)
-        steps = schedule.steps
+    def __init__(self, opt, snapshots=None):
+        super().__init__(opt)
+        steps = opt.schedule.steps
         self.snapshots = int(snapshots) if snapshots else default_snapshots(steps)
         if self.snapshots < 1:
             raise ValueError(f"snapshots must be >= 1, got {snapshots}")
@@ -59,22 +59,29 @@ class CheckpointTrajectory(_PlainTrajectory):
         self._kept = {}
         self._adj = None
         self._peak_bytes = 0
+        self._grad_fn = None
         self.stats = {"snapshots": self.snapshots}
 
+    def _advance(self, steps):
+        o = self.opt
+        for _ in range(steps):
+            o.step(self._grad_fn(o.gradient_point(o.t), o.t))
+
     def _track(self):
-        total = sum(PlainFixedSGD.snapshot_bytes(s) for s in self._kept.values())
+        size = self.opt.snapshot_bytes
+        total = sum(size(s) for s in self._kept.values())
         if self._adj is not None:
-            total += PlainFixedSGD.snapshot_bytes(self._adj)
+            total += size(self._adj)
         self._peak_bytes = max(self._peak_bytes, total)
 
     def _forward(self, action: Forward):
         if self.opt.t != action.n0:
             raise RuntimeError(f"schedule asks to advance from {action.n0}, state is at {self.opt.t}")
         if action.write_ics:
-            self._kept[action.n0] = self.opt.snapshot()
+            self._kept[action.n0] = self.opt.snapshot(buffer=True)
         if action.write_adj_deps:
             self._advance(action.n1 - 1 - action.n0)
-            self._adj = self.opt.snapshot()
+            self._adj = self.opt.snapshot(buffer=True)
             self._advance(1)
         else:
             self._advance(action.n1 - action.n0)
@@ -98,26 +105,28 @@ class CheckpointTrajectory(_PlainTrajectory):
         return None
 
     def run_forward(self, grad_fn, progress=False):
-        self._grad_fn = grad_fn
+        self._grad_fn = self._counted(grad_fn)
         if self._run_until_reverse() is not None:
             raise RuntimeError("the schedule reversed before its forward sweep ended")
         self._w_final = self.opt.weights
 
-    def velocity(self):
+    def final_weights(self):
+        return self._w_final
+
+    def state(self):
         action = self._run_until_reverse()
         if action is None or self._adj is None or self._adj[0] != action.n0:
             raise RuntimeError(f"checkpoint schedule out of step at {action!r}")
         self._t = action.n0
-        return self.opt.velocity  # state n1 = t + 1
+        return self.opt.float_state()  # state n1 = t + 1
 
-    def back_weights(self):
-        return self.opt.fmt.to_float(self._adj[1])
-
-    def back_velocity(self, grad):
-        v = self.opt.fmt.to_float(self._adj[2])
+    def back_point(self):
         self.opt.restore(self._adj)  # the working state is now t, as the next action expects
         self._adj = None
-        return v
+        return self.opt.gradient_point(self._t)
+
+    def back_state(self, grad):
+        return self.opt.float_state()
 
     def finish(self):
         self._run_until_reverse()

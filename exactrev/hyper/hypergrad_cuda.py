@@ -1,13 +1,12 @@
 """The hypergradient sweep with everything on the GPU: ``hypergradient(..., device="cuda")``.
 
-The same equations as ``hypergrad.py`` (read that docstring). The forward run and the reverse sweep
-keep the weights, the velocity, the buffer, the adjoints and the mini-batches on the device: the
-batches of all T steps are uploaded once, and per-type sums use a fixed-order block reduction. The
-host reads the results once, at the end. The MLP training loss with a per-weight L2 penalty and the
-training inputs as meta-parameters is built in (``MLPTrainingLoss``'s meta-parameters).
+The same sweep (``sweep.reverse_sweep``) and the same equations as momentum SGD's step adjoint
+(``adjoints.MomentumAdjoint``), with a walk and an adjoint that keep the weights, the velocity, the
+buffer, the adjoints and the mini-batches on the device: the batches of all T steps are uploaded once,
+and per-type sums use a fixed-order block reduction. The host reads the results once, at the end.
+The MLP training loss with a per-weight L2 penalty and the training inputs as meta-parameters is built
+in (``MLPTrainingLoss``'s meta-parameters).
 """
-
-import time
 
 import numpy as np
 from numba import cuda
@@ -17,74 +16,113 @@ from ..kernels import cuda as K
 from ..model.mlp_cuda import CudaMLP, _grid2, T2
 from ..optim.sgd_cuda import THREADS, CudaReversibleSGD, blocks
 from .data import batch_indices
-from .hypergrad import HypergradResult, MetaParams, initial_weights
+from .adjoints import MomentumAdjoint
+from .meta import MetaParams, initial_weights
+from .sweep import Reversal, Walk, reverse_sweep
 
 
-def hypergradient_cuda(meta: MetaParams, train_loss, valid_loss, noise, types, fmt=FixedFormat()):
+class CudaReversal(Reversal):
+    """Exact reversal of ``CudaReversibleSGD``; the forward run takes its gradients from the device MLP."""
+
+    def __init__(self, opt, device_grad):
+        Walk.__init__(self, opt)
+        self._w0_fixed = opt.w.copy_to_host()
+        self._device_grad = device_grad
+        self.stats = {"device": "cuda"}
+
+    def run_forward(self, grad_fn, progress=False):
+        self.opt.forward(self._counted(self._device_grad), progress=progress)
+        self.stats["buffer_bytes_peak"] = int(2 * self.opt.counts.copy_to_host().sum())
+
+    def finish(self):
+        self.opt.check()
+        self.opt.verify_restored()
+        return bool(np.array_equal(self.opt.w.copy_to_host(), self._w0_fixed))
+
+    def extra_bytes(self):
+        return self.stats["buffer_bytes_peak"]
+
+
+class CudaMomentumAdjoint(MomentumAdjoint):
+    """``MomentumAdjoint`` on device arrays, with the device MLP's gradient, R-op and mixed terms."""
+
+    def __init__(self, schedule, types, train_loss, mlp, batch, idx_d, y_d):
+        self.steps, self.groups = schedule.lr.shape
+        self.types, self.lr, self.g = types, schedule.lr, schedule.momenta
+        self.train_loss = train_loss
+        self.mlp, self.batch, self.idx_d, self.y_d = mlp, batch, idx_d, y_d
+        P = train_loss.net.n_params
+        d = cuda.to_device
+        self.types_d = d(types)
+        self.lr_d, self.omg_d, self.mom_d = d(schedule.lr), d(schedule.one_minus_g), d(schedule.momenta)
+        self.l2_d = d(np.ascontiguousarray(train_loss._l2))
+        self.zeros = d(np.zeros(P))
+        self.grid = blocks(P)
+        self.d_lr, self.d_g = d(np.zeros(schedule.lr.shape)), d(np.zeros(schedule.lr.shape))
+        self.d_l2, self.d_X = d(np.zeros(P)), d(np.zeros_like(train_loss.train.X))
+        self.u, self.tmp = cuda.device_array(P), cuda.device_array(P)
+        self.grad_evals = self.hvp_evals = 0
+
+    def start(self, valid_loss, w_final):
+        net, P = self.train_loss.net, self.train_loss.net.n_params
+        vmlp = CudaMLP(net, len(valid_loss.split))
+        vmlp.run(cuda.to_device(w_final), cuda.to_device(valid_loss.split.X),
+                 cuda.to_device(valid_loss.split.y), cuda.to_device(np.zeros(P)), self.zeros,
+                 want_grad=True, want_r=False)
+        self.dw = cuda.device_array(P)
+        self.dw.copy_to_device(vmlp.grad)
+        self.dv = cuda.to_device(np.zeros(P))
+        return float(vmlp.loss.copy_to_host()[0])
+
+    def step_back(self, t, walk):
+        g1, th, mlp, u, tmp = self.grid, THREADS, self.mlp, self.u, self.tmp
+        (v_next,) = walk.state()
+        K.product_kernel[g1, th](self.dw, v_next, self.zeros, tmp)
+        K.group_sums_kernel[self.groups, K.GROUP_THREADS](tmp, self.types_d, self.d_lr[t])
+        K.sweep_pre_kernel[g1, th](self.dv, self.dw, self.lr_d, self.types_d, t, self.omg_d, u)
+        w_t = walk.back_point()
+        mlp.run(w_t, self.batch(t), self.y_d[t], self.l2_d, u, want_grad=True, want_r=True,
+                want_loss=False)
+        self.grad_evals += 1
+        self.hvp_evals += 1
+        (v_t,) = walk.back_state(mlp.grad)
+        K.product_kernel[g1, th](self.dv, v_t, mlp.grad, tmp)
+        K.group_sums_kernel[self.groups, K.GROUP_THREADS](tmp, self.types_d, self.d_g[t])
+        K.sweep_post_kernel[g1, th](self.dv, self.dw, mlp.hvp, self.mom_d, self.types_d, t, self.d_l2, u,
+                                    self.l2_d, w_t)
+        K.scatter_sub_rows_kernel[_grid2(len(self.y_d[t]), self.train_loss.net.sizes[0]), T2](
+            self.d_X, self.idx_d[t], mlp.rda[0])
+
+    def grads(self, w0):
+        """The host reads the adjoints once; the formulas are ``MomentumAdjoint``'s."""
+        self.d_lr, self.d_g, self.dw = (a.copy_to_host() for a in (self.d_lr, self.d_g, self.dw))
+        self.d_theta = {"log_l2": self.d_l2.copy_to_host(), "train_X": self.d_X.copy_to_host()}
+        return super().grads(w0)
+
+
+def hypergradient_cuda(meta: MetaParams, train_loss, valid_loss, noise, types, fmt=FixedFormat(),
+                       progress=False):
     """Exact hypergradients computed on the GPU; train_loss must be an ``MLPTrainingLoss``."""
     net, train, B = train_loss.net, train_loss.train, train_loss.batch_size
     types = np.ascontiguousarray(types, np.int64)
     schedule = meta.schedule()
-    T, G = schedule.lr.shape
-    P = net.n_params
+    T = schedule.steps
     opt = CudaReversibleSGD(initial_weights(meta, noise, types), schedule, group=types, fmt=fmt)
-    w0_fixed = opt.w.copy_to_host()
     idx = np.stack([batch_indices(len(train), B, train_loss.seed, train_loss.meta_iter, t)
                     for t in range(T)])
-    d = cuda.to_device
-    idx_d, y_d, X_all = d(idx), d(train.y[idx]), d(train.X)
-    l2_d = d(np.ascontiguousarray(train_loss._l2))
-    types_d = d(types)
-    lr_d, omg_d, mom_d = d(schedule.lr), d(schedule.one_minus_g), d(schedule.momenta)
+    idx_d, y_d, X_all = cuda.to_device(idx), cuda.to_device(train.y[idx]), cuda.to_device(train.X)
     mlp = CudaMLP(net, B)
     Xb = cuda.device_array((B, net.sizes[0]))
-    zeros = d(np.zeros(P))
-    grid1 = blocks(P)
 
     def batch(t):
         K.gather_rows_kernel[_grid2(B, net.sizes[0]), T2](X_all, idx_d[t], Xb)
         return Xb
 
-    def grad_fn(w, t):
-        mlp.run(w, batch(t), y_d[t], l2_d, zeros, want_grad=True, want_r=False, want_loss=False)
+    adjoint = CudaMomentumAdjoint(schedule, types, train_loss, mlp, batch, idx_d, y_d)
+    zeros = adjoint.zeros
+
+    def device_grad(w, t):
+        mlp.run(w, batch(t), y_d[t], adjoint.l2_d, zeros, want_grad=True, want_r=False, want_loss=False)
         return mlp.grad
 
-    t0 = time.perf_counter()
-    opt.forward(grad_fn)
-    w_final = opt.weights   # copies to the host, so the forward run has finished
-    forward_s = time.perf_counter() - t0
-    vmlp = CudaMLP(net, len(valid_loss.split))
-    vmlp.run(d(w_final), d(valid_loss.split.X), d(valid_loss.split.y), d(np.zeros(P)), zeros,
-             want_grad=True, want_r=False)
-    loss = float(vmlp.loss.copy_to_host()[0])
-    dw = cuda.device_array(P)
-    dw.copy_to_device(vmlp.grad)
-    dv, u, tmp = d(np.zeros(P)), cuda.device_array(P), cuda.device_array(P)
-    v_buf = cuda.device_array(P)
-    d_lr, d_g = d(np.zeros((T, G))), d(np.zeros((T, G)))
-    d_l2, d_X = d(np.zeros(P)), d(np.zeros_like(train.X))
-    for t in range(T - 1, -1, -1):
-        K.product_kernel[grid1, THREADS](dw, opt.velocity_device(v_buf), zeros, tmp)
-        K.group_sums_kernel[G, K.GROUP_THREADS](tmp, types_d, d_lr[t])
-        K.sweep_pre_kernel[grid1, THREADS](dv, dw, lr_d, types_d, t, omg_d, u)
-        opt.unstep_weights()
-        w_t = opt.weights_device()
-        mlp.run(w_t, batch(t), y_d[t], l2_d, u, want_grad=True, want_r=True, want_loss=False)
-        opt.unstep_velocity(mlp.grad)
-        K.product_kernel[grid1, THREADS](dv, opt.velocity_device(v_buf), mlp.grad, tmp)
-        K.group_sums_kernel[G, K.GROUP_THREADS](tmp, types_d, d_g[t])
-        K.sweep_post_kernel[grid1, THREADS](dv, dw, mlp.hvp, mom_d, types_d, t, d_l2, u, l2_d, w_t)
-        K.scatter_sub_rows_kernel[_grid2(B, net.sizes[0]), T2](d_X, idx_d[t], mlp.rda[0])
-    opt.check()
-    reverse_s = time.perf_counter() - t0 - forward_s
-    opt.verify_restored()
-    restored = bool(np.array_equal(opt.w.copy_to_host(), w0_fixed))
-    lr, g = schedule.lr, schedule.momenta
-    d_lr_h, d_g_h, dw_h = d_lr.copy_to_host(), d_g.copy_to_host(), dw.copy_to_host()
-    w0 = fmt.to_float(w0_fixed)
-    grads = {"log_lr": d_lr_h * lr, "logit_momentum": d_g_h * g * (1.0 - g),
-             "log_init_scale": np.bincount(types, weights=dw_h * w0, minlength=G),
-             "momentum": d_g_h, "lr": d_lr_h, "log_l2": d_l2.copy_to_host(), "train_X": d_X.copy_to_host()}
-    return HypergradResult(loss, grads, w_final, restored, 2 * T, T, int(2 * opt.counts.copy_to_host().sum()),
-                           {"forward_steps": T, "device": "cuda", "forward_s": forward_s,
-                            "reverse_s": reverse_s})
+    return reverse_sweep(adjoint, CudaReversal(opt, device_grad), train_loss, valid_loss, progress)

@@ -8,7 +8,6 @@ momenta, and a random search of constant (lr, momentum) pairs, each as many trai
 meta-iterations, are the baselines; all are compared on the held-out test split.
 """
 
-import copy
 import json
 import os
 import time
@@ -16,14 +15,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..exact.fixedpoint import FixedPointRangeError
 from ..exact.rational import HyperparameterError, as_momentum
-from ..optim.checks import StepError
 from ..model.mlp import MLP
 from .data import Dataset
 from .api import hypergradient, train
-from .hypergrad import MetaParams
-from .meta_adam import MetaAdam
+from .meta import AdamMetaParams, MetaParams
+from .meta_train import MetaAdam, MetaTrainer
 from .losses import MLPTrainingLoss, MLPValidationLoss, classification_error
 
 
@@ -75,8 +72,6 @@ class HyperoptConfig:
                 as_momentum(value, name=name, tolerance=0.01)
             except HyperparameterError as exc:
                 raise ConfigError(name, str(exc)) from None
-        if self.optimizer != "sgd" and self.method != "reversal":
-            raise ConfigError("method", f"{self.method} is available for the sgd optimizer only")
         if self.snapshots is not None and self.method != "checkpoint":
             raise ConfigError("snapshots", "applies to method 'checkpoint' only")
 
@@ -89,22 +84,10 @@ class ConfigError(ValueError):
         self.field, self.message = field, message
 
 
-class InitialSettingsError(ValueError):
-    """Training with the initial hyperparameters fails (leaves the fixed-point range, say)."""
-
-
-class MetaDivergenceError(RuntimeError):
-    """Training kept failing after the meta learning rate was halved MAX_RETRIES times in a row."""
-
-
-# what a meta-step can break in training: handled by stepping back with a smaller meta learning rate
-DIVERGENCE = (FixedPointRangeError, HyperparameterError, StepError, FloatingPointError)
-MAX_RETRIES = 20
 MAX_META_LR = 10.0
-DIVERGED_RATIO = 4.0   # a validation loss over this multiple of the best so far counts as diverged
 
 
-Adam = MetaAdam  # the meta-optimiser of the job (hyper/meta_adam.py)
+Adam = MetaAdam  # the meta-optimiser of the job (hyper/meta_train.py)
 
 
 class _SGD:
@@ -152,7 +135,6 @@ class _Adam(_SGD):
 
     @classmethod
     def initial(cls, cfg, n_types):
-        from .hypergrad_adam import AdamMetaParams
 
         wd = cfg.init_weight_decay if cls.weight_decay else 0.0
         return AdamMetaParams.constant(cfg.steps, n_types, cfg.init_lr, cfg.init_momentum, 0.999, 1e-8,
@@ -164,7 +146,6 @@ class _Adam(_SGD):
 
     @classmethod
     def constant(cls, cfg, n_types, lr, b1):
-        from .hypergrad_adam import AdamMetaParams
 
         wd = cfg.init_weight_decay if cls.weight_decay else 0.0
         return AdamMetaParams.constant(cfg.steps, n_types, lr, b1, 0.999, 1e-8, wd, cfg.init_scale)
@@ -282,34 +263,6 @@ class ResumeError(ValueError):
     """The output folder holds no run that this configuration can continue."""
 
 
-def _adam_state(prefix, adam):
-    out = {f"{prefix}t": adam.t, f"{prefix}lr": adam.lr}
-    out.update({f"{prefix}m.{k}": v for k, v in adam.m.items()})
-    out.update({f"{prefix}s.{k}": v for k, v in adam.s.items()})
-    return out
-
-
-def _adam_from(state, prefix, names):
-    adam = Adam(float(state[f"{prefix}lr"]), t=int(state[f"{prefix}t"]))
-    for k in names:
-        if f"{prefix}m.{k}" in state:
-            adam.m[k] = np.array(state[f"{prefix}m.{k}"])
-            adam.s[k] = np.array(state[f"{prefix}s.{k}"])
-    return adam
-
-
-def _state(next_iter, cfg, adam, best):
-    """The flat dict MetaLog saves: next meta-iteration, configuration, meta-optimiser, best point."""
-    out = {"next_iter": next_iter, "config": json.dumps(_comparable(cfg)), **_adam_state("adam.", adam)}
-    if best is not None:
-        loss, params, best_adam, grads = best
-        out["best.loss"] = loss
-        out.update({f"best.p.{k}": v for k, v in params.items()})
-        out.update({f"best.g.{k}": v for k, v in grads.items()})
-        out.update(_adam_state("best.adam.", best_adam))
-    return out
-
-
 def _comparable(cfg):
     """The configuration fields a resumed run must share (all but the number of meta-iterations)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "meta_iters"}
@@ -350,13 +303,11 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
                  log=print, log_folder=None, resume=False) -> HyperoptResult:
     """Optimise the hyperparameters on ``data`` and compare with the best constant schedule.
 
-    Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). When training after a
-    meta-step leaves the fixed-point range, gets an invalid schedule, or reaches a validation loss that
-    is not finite or over DIVERGED_RATIO times the best so far, the run goes back to the best
-    meta-parameters so far (and the meta-optimiser's state there), halves the meta learning rate and
-    steps again; a record with ``"diverged"`` says so. After MAX_RETRIES halvings in a row it stops with
-    MetaDivergenceError. If training fails with the initial settings, InitialSettingsError says so
-    before any meta-step. With ``resume``, the run saved in ``log_folder`` continues where it stopped
+    Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). The meta-steps are
+    ``meta_train.MetaTrainer``'s: when training after a meta-step fails or diverges, the run goes back
+    to the best meta-parameters so far and halves the meta learning rate (a record with ``"diverged"``
+    says so), up to MetaDivergenceError; InitialSettingsError when training fails with the initial
+    settings. With ``resume``, the run saved in ``log_folder`` continues where it stopped
     (``load_resume``; the result is the same as that of an uninterrupted run).
     """
     from tqdm.auto import tqdm
@@ -373,72 +324,43 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     log_l2_layer = np.full(net.n_layers, np.log(cfg.init_l2)) if cfg.learn_l2 else None
     if log_l2_layer is not None:
         params["log_l2_layer"] = log_l2_layer
-    adam = Adam(cfg.meta_lr)
-    curve = []
-    best = None   # (loss, params, meta-optimiser, grads) at the best meta-iteration so far
-    first = 0
-    if saved is not None:
-        state, curve = saved
-        names = list(params)
-        with np.load(os.path.join(log_folder, MetaLog.STATE)) as npz:
-            for k in names:
-                params[k][...] = npz[k]
-        adam = _adam_from(state, "adam.", names)
-        if "best.loss" in state:
-            best = (float(state["best.loss"]), {k: np.array(state[f"best.p.{k}"]) for k in names},
-                    _adam_from(state, "best.adam.", names),
-                    {k: np.array(state[f"best.g.{k}"]) for k in names if f"best.g.{k}" in state})
-        first = int(state["next_iter"])
-        meta_log.n_records = len(curve)
-        log(f"resuming at meta-iteration {first} of {cfg.meta_iters} from {log_folder}")
-    bar = tqdm(range(first, cfg.meta_iters), desc="meta-iterations", disable=not progress,
-               initial=first, total=cfg.meta_iters)
-    for m in bar:
-        t0 = time.perf_counter()
-        for retry in range(MAX_RETRIES + 1):
-            try:
-                res = family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid,
-                                           prob.noise, prob.types, cfg)
-                if not np.isfinite(res.loss):
-                    raise FloatingPointError(f"validation loss is {res.loss}")
-                if best is not None and res.loss > DIVERGED_RATIO * best[0]:
-                    raise FloatingPointError(f"validation loss {res.loss:.4g} is over {DIVERGED_RATIO}x the "
-                                             f"best so far ({best[0]:.4g})")
-                break
-            except DIVERGENCE as exc:
-                if best is None:
-                    raise InitialSettingsError(str(exc)) from exc
-                if retry == MAX_RETRIES:
-                    raise MetaDivergenceError(
-                        f"meta-iteration {m}: training still fails after halving the meta learning rate "
-                        f"{MAX_RETRIES} times: {str(exc).splitlines()[0]}") from exc
-                _, best_params, best_adam, best_grads = best
-                meta_lr = adam.lr / 2
-                for name, value in best_params.items():
-                    params[name][...] = value
-                adam = copy.deepcopy(best_adam)
-                adam.lr = meta_lr
-                adam.step(params, best_grads)
-                record = {"meta_iter": m, "diverged": True, "message": str(exc).splitlines()[0][:300],
-                          "meta_lr": adam.lr}
-                log(f"meta-iteration {m}: training diverged ({record['message']}); went back to the best "
-                    f"meta-parameters so far and halved the meta learning rate to {adam.lr:.3g}")
-                curve.append(record)
-                meta_log.write(record, params, _state(m, cfg, adam, best))
+
+    def save(record, next_iter):
+        meta_log.write(record, params, {"next_iter": next_iter, "config": json.dumps(_comparable(cfg)),
+                                        **trainer.state()})
+        if "diverged" in record:
+            log(f"meta-iteration {record['meta_iter']}: training diverged ({record['message']}); went back "
+                f"to the best meta-parameters so far and halved the meta learning rate to "
+                f"{record['meta_lr']:.3g}")
+
+    def grads_of(res):
         grads = {name: res.grads[name] for name in family.keys}
         if log_l2_layer is not None:
             grads["log_l2_layer"] = np.bincount(prob.layer_of_param, weights=res.grads["log_l2"],
                                                 minlength=net.n_layers)
-        norm = float(np.sqrt(sum(float((g * g).sum()) for g in grads.values())))
-        if best is None or res.loss < best[0]:
-            best = (res.loss, {k: v.copy() for k, v in params.items()}, copy.deepcopy(adam), grads)
-        adam.step(params, grads)
-        record = {"meta_iter": m, "valid_loss": res.loss, "grad_norm": norm, "restored": res.restored,
-                  "seconds": time.perf_counter() - t0, "meta_lr": adam.lr,
-                  "kept_bytes": int(res.extra_bytes), "forward_steps": res.stats.get("forward_steps")}
-        curve.append(record)
-        meta_log.write(record, params, _state(m + 1, cfg, adam, best))
+        return grads
+
+    def hypergrad(m):
+        return family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid, prob.noise,
+                                    prob.types, cfg)
+
+    trainer = MetaTrainer(params, cfg.meta_lr, grads_of=grads_of, on_record=save)
+    first = 0
+    if saved is not None:
+        state, records = saved
+        with np.load(os.path.join(log_folder, MetaLog.STATE)) as npz:
+            for k in params:
+                params[k][...] = npz[k]
+        trainer.load_state(state, records)
+        first = int(state["next_iter"])
+        meta_log.n_records = len(records)
+        log(f"resuming at meta-iteration {first} of {cfg.meta_iters} from {log_folder}")
+    bar = tqdm(range(first, cfg.meta_iters), desc="meta-iterations", disable=not progress,
+               initial=first, total=cfg.meta_iters)
+    for m in bar:
+        res = trainer.step(m, hypergrad)
         bar.set_postfix(valid_loss=f"{res.loss:.4f}")
+    curve = trainer.curve
     bar.close()
     final_iter = cfg.meta_iters  # a fresh batch sequence for the final comparison
     learned = prob.evaluate(prob.train_only(meta, final_iter, log_l2_layer))

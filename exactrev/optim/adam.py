@@ -149,6 +149,10 @@ class ReversibleAdam(ReversibleRun):
     def state(self):
         return {"w": self.w, "m": self.m, "s": self.s}
 
+    def float_state(self):
+        """(m, s) as float64[N]."""
+        return self.fmt_m.to_float(self.m), self.fmt_s.to_float(self.s)
+
     def _update(self, t):
         """round(a (m/c1) / (sqrt(s/c2) + eps) * 2**frac_w), from the current m and s (checked)."""
         c1, c2 = self.schedule.bias_corrections

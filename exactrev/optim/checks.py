@@ -127,6 +127,35 @@ class HalfStep:
             raise StepError(f"reversing step {self.t - 1} is half done: finish it before stepping forward")
 
 
+class Snapshots:
+    """Mixin for walking a trajectory without reversing it (the store and checkpoint methods): copies of
+    the state arrays that ``state()`` names, put back by ``restore``.
+
+    A snapshot is ``(t, {name: int64[N]}, buffer content or None)``. Forward steps from a restored
+    snapshot repeat the original ones bit for bit only with the buffer's content too (a reversible
+    step pops bits to round), so take ``snapshot(buffer=True)`` to step on from it; a snapshot
+    without it is for reading the state back.
+    """
+
+    def snapshot(self, buffer=False):
+        kept = self.buffer.content_copy() if buffer and getattr(self, "buffer", None) is not None else None
+        return self.t, {name: a.copy() for name, a in self.state().items()}, kept
+
+    def restore(self, snap) -> None:
+        t, arrays, kept = snap
+        for name, a in arrays.items():
+            getattr(self, name)[:] = a
+        if kept is not None:
+            self.buffer.restore_content(kept)
+        self.t = t
+        self._half_done = False
+
+    @staticmethod
+    def snapshot_bytes(snap) -> int:
+        kept = 0 if snap[2] is None else sum(a.nbytes for a in snap[2])
+        return int(sum(a.nbytes for a in snap[1].values()) + kept)
+
+
 def _digest(a) -> bytes:
     a = np.ascontiguousarray(a)
     h = hashlib.blake2b(digest_size=16)

@@ -67,6 +67,10 @@ class ReversibleNesterov(ReversibleRun):
     def state(self):
         return {"w": self.w, "v": self.v, "u": self.u}
 
+    def float_state(self):
+        """(v, u) as float64[N]."""
+        return self.fmt.to_float(self.v), self.fmt.to_float(self.u)
+
     def _momenta(self, t):
         return [self.schedule.fraction(t, k) for k in range(self.schedule.groups)]
 

@@ -8,7 +8,7 @@ from ..exact.buffer import BufferMismatchError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedPointRangeError
 from ..kernels.fixed import MAX_MAGNITUDE
 from ..kernels.rans import WORD_BITS
-from .checks import HalfStep, StateFingerprint, as_gradient, as_group_ids, as_step_count
+from .checks import HalfStep, Snapshots, StateFingerprint, as_gradient, as_group_ids, as_step_count
 from .progress import progress_range
 
 
@@ -36,12 +36,14 @@ def check_sum(a, b, name, t):
     return total
 
 
-class ReversibleRun(HalfStep):
+class ReversibleRun(Snapshots, HalfStep):
     """Mixin. The optimiser provides ``schedule.steps``, ``t``, ``w``, ``weights``, ``buffer``,
     ``step(grad)``, and:
 
     - ``state()``: a dict of its state arrays (w, and its velocity or moments);
     - ``step_bits()``: the entropy bound per weight for each step, float64[T];
+    - ``float_state()``: the state beside the weights as float64[N] arrays (velocity and memory, or
+      the moments), the values the adjoint of a step reads;
     - ``gradient_point(t)``: where step t takes its gradient (default: the weights);
     - ``unstep_first()``, ``unstep_second(grad)`` and ``redo_first(t)``: the two halves of reversing
       step t-1 and the exact inverse of the first (used when the gradient function raises).

@@ -22,13 +22,13 @@ from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_
                                 velocity_back_kernel, velocity_redo_kernel, weights_back_kernel)
 from ..kernels.rans import WORD_BITS
 from ..kernels.threads import for_lanes
-from .checks import (HalfStep, StateFingerprint, StepError, as_gradient, as_group_ids, as_step_count,
-                     reverse_half)
+from .checks import (HalfStep, Snapshots, StateFingerprint, StepError, as_gradient, as_group_ids,
+                     as_step_count, reverse_half)
 from .schedule import MomentumSchedule
 from .progress import progress_range
 
 
-class FixedPointMomentum:
+class FixedPointMomentum(Snapshots):
     """State and checks shared by the fixed-point momentum optimisers: w, v (int64), groups, step t.
 
     Parameters
@@ -66,6 +66,17 @@ class FixedPointMomentum:
     def velocity(self) -> np.ndarray:
         return self.fmt.to_float(self.v)
 
+    def state(self):
+        return {"w": self.w, "v": self.v}
+
+    def float_state(self):
+        """(v,) as float64[N]."""
+        return (self.velocity,)
+
+    def gradient_point(self, t):
+        """Where step t takes its gradient: the weights."""
+        return self.weights
+
     def _row(self, t):
         s = self.schedule
         return s.nums[t], s.dens[t], s.one_minus_g[t], s.lr[t]
@@ -97,7 +108,8 @@ class PlainFixedSGD(FixedPointMomentum):
     """Fixed-point momentum SGD without a buffer (v <- rint(v n/d) ...): deterministic, not reversible.
 
     The arithmetic of the store-everything and checkpointing back-ends, which keep (w, v) snapshots
-    instead of an information buffer. Snapshots are (t, w, v) copies: 16 bytes per weight.
+    instead of an information buffer. Snapshots (``snapshot``/``restore``) are copies of w and v: 16
+    bytes per weight.
     """
 
     def step(self, grad) -> None:
@@ -113,17 +125,6 @@ class PlainFixedSGD(FixedPointMomentum):
         kernel(*args, True, errs)
         self.t = t + 1
 
-    def snapshot(self):
-        return self.t, self.w.copy(), self.v.copy()
-
-    def restore(self, snap) -> None:
-        self.t = snap[0]
-        self.w[:] = snap[1]
-        self.v[:] = snap[2]
-
-    @staticmethod
-    def snapshot_bytes(snap) -> int:
-        return int(snap[1].nbytes + snap[2].nbytes)
 
 
 class ReversibleSGD(HalfStep, FixedPointMomentum):

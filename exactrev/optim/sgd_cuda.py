@@ -20,6 +20,7 @@ from ..kernels.cuda_device import require_cuda
 from ..kernels.momentum import ERR_MESSAGES
 from ..kernels.rans import CODE_LEN, WORD_BITS, code_table
 from .checks import HalfStep, StateFingerprint, as_group_ids, as_step_count
+from .progress import progress_range
 from .schedule import MomentumSchedule
 from .sgd import BufferMismatchError, StepError
 
@@ -75,6 +76,7 @@ class CudaReversibleSGD(HalfStep):
         self.flag = cuda.to_device(np.zeros(2, np.int64))
         self.t = 0
         self._wf = cuda.device_array(n, np.float64)
+        self._vf = cuda.device_array(n, np.float64)
 
     # -- views ------------------------------------------------------------------------------------
     def weights_device(self):
@@ -86,6 +88,14 @@ class CudaReversibleSGD(HalfStep):
         out = cuda.device_array(self.n_weights, np.float64) if out is None else out
         K.to_float_kernel[blocks(self.n_weights), THREADS](self.v, self.fmt.resolution, out)
         return out
+
+    def gradient_point(self, t):
+        """Where step t takes its gradient: the weights, as a device array (``weights_device``)."""
+        return self.weights_device()
+
+    def float_state(self):
+        """(v,) as a float64 device array (reused buffer)."""
+        return (self.velocity_device(self._vf),)
 
     @property
     def weights(self) -> np.ndarray:
@@ -165,10 +175,10 @@ class CudaReversibleSGD(HalfStep):
                   f"(on the GPU); nothing was written from that step on")
 
     # -- whole runs -------------------------------------------------------------------------------
-    def forward(self, grad_fn, steps=None) -> None:
+    def forward(self, grad_fn, steps=None, progress=False) -> None:
         """grad_fn(w_device, t) -> float64 device array; runs to the end of the schedule by default."""
         steps = as_step_count(steps, self.schedule.steps - self.t, "forward")
-        for _ in range(steps):
+        for _ in progress_range(steps, progress, "forward"):
             self.step(grad_fn(self.weights_device(), self.t))
         self.check()
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from exactrev.hyper.data import Split
-from exactrev.hyper.hypergrad import MetaParams, hypergradient, logit
+from exactrev import hypergradient
+from exactrev.hyper.meta import MetaParams, logit
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.exact.fixedpoint import FixedFormat
 from exactrev.model.mlp import MLP
@@ -28,10 +29,10 @@ def _problem(act="tanh", seed=1):
     return net, train, valid, meta, log_l2, net.init_noise(rng)
 
 
-def _run(net, train, valid, meta, log_l2, noise, method="reversal", fmt=FixedFormat(), **kwargs):
+def _run(net, train, valid, meta, log_l2, noise, method="reversal", fmt=FixedFormat(), snapshots=None):
     tl = MLPTrainingLoss(net, train, 10, seed=5, log_l2=log_l2)
     return hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(), method=method,
-                         fmt=fmt, trajectory_kwargs=kwargs or None)
+                         fmt=fmt, snapshots=snapshots)
 
 
 def _max_rel(a, b):

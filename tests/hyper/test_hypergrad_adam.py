@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from exactrev.hyper.data import Split
-from exactrev.hyper.hypergrad import logit
-from exactrev.hyper.hypergrad_adam import AdamMetaParams, adam_hypergradient
+from exactrev import hypergradient
+from exactrev.hyper.meta import AdamMetaParams, logit
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.model.mlp import MLP
 
@@ -29,7 +29,7 @@ def _problem(weight_decay=0.0, seed=4):
 
 def _run(net, train, valid, meta, log_l2, noise, method="reversal"):
     tl = MLPTrainingLoss(net, train, 10, seed=1, log_l2=log_l2)
-    return adam_hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(), method)
+    return hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(), method=method)
 
 
 def _fd(args, perturb, h):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from exactrev.hyper.data import Split
-from exactrev.hyper.hypergrad import MetaParams, logit
-from exactrev.hyper.hypergrad_nesterov import nesterov_hypergradient
+from exactrev import hypergradient
+from exactrev.hyper.meta import MetaParams, logit
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.model.mlp import MLP
 
@@ -28,8 +28,8 @@ def _problem(seed=4):
 
 def _run(net, train, valid, meta, log_l2, noise, method="reversal", memory=1 / 256):
     tl = MLPTrainingLoss(net, train, 10, seed=1, log_l2=log_l2)
-    return nesterov_hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(),
-                                  method, memory=memory)
+    return hypergradient(meta, tl, MLPValidationLoss(net, valid), noise, net.weight_types(),
+                         optimizer="nesterov", method=method, nesterov_memory=memory)
 
 
 def _fd(args, perturb, h):
@@ -75,4 +75,4 @@ def test_init_scale_l2_and_data():
 
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method"):
-        _run(*_problem(), method="checkpoint")
+        _run(*_problem(), method="revolve")

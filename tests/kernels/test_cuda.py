@@ -12,7 +12,8 @@ from numba import cuda
 
 from exactrev import FixedPointRangeError, InfoBuffer, MomentumSchedule, ReversibleSGD, StepError
 from exactrev.hyper.data import Split
-from exactrev.hyper.hypergrad import MetaParams, hypergradient, logit
+from exactrev.hyper.api import hypergradient
+from exactrev.hyper.meta import MetaParams, logit
 from exactrev.hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from exactrev.model.mlp import MLP
 from exactrev.model.mlp_cuda import CudaMLP
@@ -134,7 +135,7 @@ def test_a_whole_hypergradient_on_the_simulated_device_matches_the_cpu():
 
 def test_bad_device_is_refused():
     with pytest.raises(ValueError, match="device"):
-        hypergradient(None, None, None, None, None, device="tpu")
+        hypergradient(MetaParams.constant(2, 1), None, None, None, None, device="tpu")
 
 
 PTX_SCRIPT = textwrap.dedent("""
@@ -183,4 +184,4 @@ def test_a_gpu_run_without_a_device_says_so_in_one_line(monkeypatch):
         CudaReversibleSGD(np.zeros(3), MomentumSchedule.build(lr=0.1, momentum=0.9, steps=2))
     assert "\n" not in str(info.value)
     with pytest.raises(NoCudaDeviceError):
-        hypergradient(None, None, None, None, None, device="cuda")
+        hypergradient(MetaParams.constant(2, 1), None, None, None, None, device="cuda")
