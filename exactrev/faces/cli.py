@@ -141,7 +141,10 @@ def build_parser():
     bench.add_argument("--out", default=".", help="folder for compare.png (default: here)")
     bench.add_argument("--time-limit", type=_positive_float, default=300.0,
                        help="longest single run in --compare, in seconds; longer ones are estimated")
-    parser.subcommands = {"demo": demo, "hyperopt": hyp, "bench": bench}
+    from .paper_jobs import add_parsers
+
+    jobs = add_parsers(sub, _HelpWithDefaults, _positive_int, _nonneg_int, _positive_float, _widths)
+    parser.subcommands = {"demo": demo, "hyperopt": hyp, "bench": bench, **jobs}
     return parser
 
 
@@ -158,6 +161,13 @@ def main(argv=None):
         except (HyperparameterError, ValueError) as exc:
             parser.subcommands["demo"].error(str(exc))
         return 0 if ok else 1
+    if args.command in ("distill", "regularize", "sharing"):
+        from .paper_jobs import run_job
+
+        problem = _writable_folder(args.out)
+        if problem:
+            parser.subcommands[args.command].error(problem)
+        return run_job(args.command, args, parser.subcommands[args.command])
     if args.command == "hyperopt":
         return _hyperopt(parser.subcommands["hyperopt"], args, sys.argv[1:] if argv is None else argv)
     if args.command == "bench":
