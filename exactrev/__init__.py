@@ -6,6 +6,7 @@ Layers (each imports only those below it):
     optim/    reversible optimisers and their schedules
     model/    MLP forward/backward/HVP
     hyper/    hypergradients by exact reversal, meta-optimisation, data
+    parallel/ data-parallel training and reversal on MPI (integer all-reduce, sharded buffer)
     paper/    the paper's other experiments (distill, regularize, sharing) as jobs
     faces/    command line, benchmark report, plots
 """

@@ -22,10 +22,14 @@ def blocks(path, language):
 
 
 def shell_commands(body):
-    """Each command of each line, split at && and ;, as argument lists."""
+    """Each command of each line, split at && and ;, as argument lists (comments dropped, and an
+    ``mpiexec -n N`` prefix too: what it starts is checked)."""
     for line in body.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line)
         for part in re.split(r"&&|;", line):
             words = shlex.split(part)
+            if words[:2] == ["mpiexec", "-n"]:
+                words = words[3:]
             if words:
                 yield words
 

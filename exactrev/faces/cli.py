@@ -128,13 +128,14 @@ def build_parser():
                        help="weights N for the buffer-cost table (default 10000)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     bench.add_argument("--suite", choices=["buffer", "training", "optimizers", "busy", "peers", "adapter",
-                                                  "all"],
+                                                  "mpi", "all"],
                        default="all",
                        help="which tables to print (default all but peers; busy: the slowdown beside a "
                             "competing busy process; peers: one hypergradient against JAX's unrolled "
                             "autodiff at T = 100, 1000, 10000, minutes, needs pip install -e \".[peers]\"; "
                             "adapter: a JaxModel's forward run against the same jitted JAX gradient in a "
-                            "float64 loop, needs JAX)")
+                            "float64 loop, needs JAX; mpi: data-parallel reversal on 1 and P ranks, run it "
+                            "as mpiexec -n P exactrev bench --suite mpi)")
     bench.add_argument("--compare", action="store_true",
                        help="compare reversal, store and Revolve checkpointing at T = 100, 1000, 10000 "
                             "(about 3 minutes on 2 cores) and write compare.png")
@@ -218,8 +219,28 @@ def main(argv=None):
             from .bench_adapter import adapter_report
 
             adapter_report(steps=50 if args.quick else 200)
+        if args.suite == "mpi":
+            import importlib.util
+
+            if importlib.util.find_spec("mpi4py") is None:
+                parser.subcommands["bench"].error('argument --suite: mpi needs mpi4py: pip install -e ".[mpi]"')
+            from .bench_mpi import mpi_report
+
+            mpi_report(steps=10 if args.quick else 50)
         return 0
     return 0
+
+
+def _mpi_world():
+    """MPI's world communicator when mpiexec started this process with more than one rank (each rank
+    then gets its share of the cores for its threads), else None."""
+    from ..parallel.comm import fair_share_threads, launched_by_mpiexec, world
+
+    if not launched_by_mpiexec():
+        return None
+    comm = world()
+    fair_share_threads(comm)
+    return comm
 
 
 def _winner(learned, constant):
@@ -307,20 +328,33 @@ def _hyperopt(parser, args, argv):
                          nesterov_memory=args.nesterov_memory,
                          init_scale=args.init_scale, learn_l2=args.learn_l2, method=args.method,
                          snapshots=args.snapshots, seed=args.seed)
+    comm = _mpi_world()
+    lead = comm is None or comm.rank == 0
     try:
         cfg.check()
     except ConfigError as exc:
         parser.error(f"argument {_flag(exc.field)}: {exc.message}")
+    if comm is not None and (args.optimizer, args.method) != ("sgd", "reversal"):
+        parser.error(f"under mpiexec ({comm.size} ranks) hyperopt trains with --optimizer sgd --method reversal")
+    if comm is not None and args.resume:
+        parser.error("argument --resume: a run under mpiexec cannot be resumed; start it again")
     try:
         data = _load_data(args)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     if args.batch > len(data.train):
         parser.error(f"argument --batch: {args.batch} is larger than the {len(data.train)} training examples")
-    problem = _writable_folder(args.out) or _run_folder_problem(args)
+    problem = (_writable_folder(args.out) or _run_folder_problem(args)) if lead else None
+    if comm is not None:
+        problem = comm.bcast(problem, root=0)
     if problem:
         parser.error(problem)
+    if not lead:
+        run_hyperopt(data, cfg, progress=False, resume=False, comm=comm)
+        return 0
     record = run_record(args, data, argv)
+    if comm is not None:
+        record["mpi_ranks"] = comm.size
     print(f"exactrev hyperopt: {data.name}, {len(data.train)} train / {len(data.valid)} valid / "
           f"{len(data.test)} test; MLP {data.n_features}-{'-'.join(map(str, args.hidden))}-"
           f"{data.n_classes} {args.activation}; T={args.steps} steps, batch {args.batch}, "
@@ -328,7 +362,7 @@ def _hyperopt(parser, args, argv):
     _say_if_compiling()
     try:
         result = run_hyperopt(data, cfg, progress=not args.no_progress, log_folder=args.out,
-                              resume=args.resume)
+                              resume=args.resume, comm=comm)
     except ResumeError as exc:
         parser.error(f"argument --resume: {exc}")
     except InitialSettingsError as exc:

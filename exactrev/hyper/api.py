@@ -41,8 +41,8 @@ def _family(meta, optimizer):
 
 
 def hypergradient(meta, train_loss, valid_loss, noise, types, *, optimizer=None, method="reversal",
-                  device="cpu", progress=False, fmt=None, snapshots=None, nesterov_memory=None
-                  ) -> HypergradResult:
+                  device="cpu", progress=False, fmt=None, snapshots=None, nesterov_memory=None,
+                  comm=None) -> HypergradResult:
     """Train from w_0 = exp(log_init_scale[types]) * noise for meta.steps steps, then return the
     validation loss at w_T and its exact gradient with respect to every meta-parameter.
 
@@ -55,6 +55,9 @@ def hypergradient(meta, train_loss, valid_loss, noise, types, *, optimizer=None,
     or 'cuda' (sgd with reversal, an ``MLPTrainingLoss``). fmt: the weights' ``FixedFormat`` (sgd,
     nesterov).
     nesterov_memory: the gradient memory h of Nesterov (default 1/256). progress: tqdm bars.
+    comm: an MPI communicator (mpi4py) for data-parallel training and reversal across its ranks
+    (momentum SGD by reversal, an ``MLPTrainingLoss``; ``exactrev.parallel``): every rank calls with
+    the same arguments and gets the same result, the same bits for any number of ranks.
 
     Returns a ``HypergradResult``: ``.loss``, ``.grads`` (name -> array shaped like the
     meta-parameter, plus what the training loss owns), ``.final_weights``, ``.restored``.
@@ -71,7 +74,11 @@ def hypergradient(meta, train_loss, valid_loss, noise, types, *, optimizer=None,
         raise ValueError("snapshots is for method='checkpoint'")
     if nesterov_memory is not None and optimizer != "nesterov":
         raise ValueError("nesterov_memory is for optimizer='nesterov'")
+    if comm is not None and (optimizer, method, device) != ("sgd", "reversal", "cpu"):
+        raise ValueError("comm (data-parallel runs) supports optimizer='sgd', method='reversal' on the cpu")
     fmt = FixedFormat() if fmt is None else fmt
+    if comm is not None:
+        return _parallel_sweep(meta, train_loss, valid_loss, noise, types, progress, fmt, comm)
     try:
         return _sweep(meta, train_loss, valid_loss, noise, types, optimizer, method, device, progress, fmt,
                       snapshots, nesterov_memory)
@@ -146,12 +153,37 @@ def _sweep(meta, train_loss, valid_loss, noise, types, optimizer, method, device
     return result
 
 
-def train(meta, grad_fn, noise, types, *, optimizer=None, fmt=None, nesterov_memory=None, progress=False):
+def _parallel_sweep(meta, train_loss, valid_loss, noise, types, progress, fmt, comm):
+    from ..parallel.data_parallel import DataParallelLoss
+    from ..parallel.sharded import ShardedSGD
+
+    loss = train_loss if isinstance(train_loss, DataParallelLoss) else DataParallelLoss(train_loss, comm)
+    types = checked_types(types, noise, meta)
+    opt = ShardedSGD(initial_weights(meta, noise, types), meta.schedule(), comm, group=types, fmt=fmt)
+    result = reverse_sweep(MomentumAdjoint(opt.schedule, types, loss), WALKS["reversal"](opt), loss, valid_loss,
+                           progress and comm.rank == 0)
+    result.stats.update(optimizer="sgd", ranks=comm.size, allreduce_bytes=dict(loss.reduced_bytes),
+                        allgather_bytes=dict(opt.exchanged_bytes))
+    return result
+
+
+def train(meta, grad_fn, noise, types, *, optimizer=None, fmt=None, nesterov_memory=None, progress=False,
+          comm=None):
     """Train once, forward only, as ``hypergradient`` would (same optimiser, same w_0 and schedules),
-    and return the final weights float64[P]. grad_fn(w, t) -> float64[P], e.g. ``train_loss.grad``."""
+    and return the final weights float64[P]. grad_fn(w, t) -> float64[P], e.g. ``train_loss.grad``.
+    With ``comm``, the weights are split across its ranks (``ShardedSGD``) and grad_fn must give every
+    rank the same floats (``exactrev.parallel.DataParallelLoss(...).grad``)."""
     optimizer = _family(meta, optimizer)
     types = checked_types(types, noise, meta)
     fmt = FixedFormat() if fmt is None else fmt
+    if comm is not None:
+        from ..parallel.sharded import ShardedSGD
+
+        if optimizer != "sgd":
+            raise ValueError("comm (data-parallel runs) supports optimizer='sgd'")
+        opt = ShardedSGD(initial_weights(meta, noise, types), meta.schedule(), comm, group=types, fmt=fmt)
+        opt.forward(grad_fn, progress=progress)
+        return opt.weights
     opt = _optimiser(meta, noise, types, optimizer, fmt, nesterov_memory)
     opt.forward(grad_fn, progress=progress)
     return opt.weights

@@ -110,13 +110,14 @@ class _SGD:
         return cfg.nesterov_memory if cls.name == "nesterov" else None
 
     @classmethod
-    def hypergradient(cls, meta, tl, vl, noise, types, cfg):
+    def hypergradient(cls, meta, tl, vl, noise, types, cfg, comm=None):
         return hypergradient(meta, tl, vl, noise, types, optimizer=cls.name, method=cfg.method,
-                             snapshots=cfg.snapshots, nesterov_memory=cls._memory(cfg))
+                             snapshots=cfg.snapshots, nesterov_memory=cls._memory(cfg), comm=comm)
 
     @classmethod
-    def train(cls, meta, noise, types, grad_fn, cfg):
-        return train(meta, grad_fn, noise, types, optimizer=cls.name, nesterov_memory=cls._memory(cfg))
+    def train(cls, meta, noise, types, grad_fn, cfg, comm=None):
+        return train(meta, grad_fn, noise, types, optimizer=cls.name, nesterov_memory=cls._memory(cfg),
+                     comm=comm)
 
     @staticmethod
     def constant(cfg, n_types, lr, g):
@@ -188,8 +189,8 @@ class HyperoptResult:
 class _Problem:
     """Data, network, weight types and the initial noise shared by every run of one optimisation."""
 
-    def __init__(self, data: Dataset, cfg: HyperoptConfig):
-        self.data, self.cfg = data, cfg
+    def __init__(self, data: Dataset, cfg: HyperoptConfig, comm=None):
+        self.data, self.cfg, self.comm = data, cfg, comm
         self.net = MLP((data.n_features, *cfg.hidden, data.n_classes), cfg.activation)
         self.types = self.net.weight_types()
         self.layer_of_param = self.types // 2
@@ -198,13 +199,19 @@ class _Problem:
 
     def train_loss(self, meta_iter, log_l2_layer=None):
         log_l2 = None if log_l2_layer is None else log_l2_layer[self.layer_of_param]
-        return MLPTrainingLoss(self.net, self.data.train, self.cfg.batch, self.cfg.seed, meta_iter, log_l2,
+        loss = MLPTrainingLoss(self.net, self.data.train, self.cfg.batch, self.cfg.seed, meta_iter, log_l2,
                                meta=() if log_l2 is None else ("log_l2",))
+        if self.comm is None:
+            return loss
+        from ..parallel.data_parallel import DataParallelLoss
+
+        return DataParallelLoss(loss, self.comm)
 
     def train_only(self, meta, meta_iter, log_l2_layer=None):
         """Train once (no reverse pass) and return the final weights."""
         return OPTIMIZERS[self.cfg.optimizer].train(meta, self.noise, self.types,
-                                                    self.train_loss(meta_iter, log_l2_layer).grad, self.cfg)
+                                                    self.train_loss(meta_iter, log_l2_layer).grad, self.cfg,
+                                                    self.comm)
 
     def evaluate(self, w):
         d = self.data
@@ -300,7 +307,7 @@ def load_resume(folder, cfg):
 
 
 def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress=True,
-                 log=print, log_folder=None, resume=False) -> HyperoptResult:
+                 log=print, log_folder=None, resume=False, comm=None) -> HyperoptResult:
     """Optimise the hyperparameters on ``data`` and compare with the best constant schedule.
 
     Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). The meta-steps are
@@ -309,14 +316,25 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     says so), up to MetaDivergenceError; InitialSettingsError when training fails with the initial
     settings. With ``resume``, the run saved in ``log_folder`` continues where it stopped
     (``load_resume``; the result is the same as that of an uninterrupted run).
+
+    With ``comm`` (an MPI communicator), every rank runs this function with the same arguments: each
+    training run is data-parallel across the ranks (``exactrev.parallel``; momentum SGD by reversal),
+    every rank computes the same result, and only rank 0 logs, shows progress and writes files.
     """
     from tqdm.auto import tqdm
 
     cfg.check()
+    if comm is not None:
+        if (cfg.optimizer, cfg.method) != ("sgd", "reversal"):
+            raise ConfigError("optimizer", "data-parallel runs (comm) train with sgd by reversal")
+        if resume:
+            raise ConfigError("resume", "a data-parallel run cannot be resumed; start it again")
+        if comm.rank != 0:
+            progress, log, log_folder = False, (lambda *a, **k: None), None
     saved = load_resume(log_folder, cfg) if resume else None
     meta_log = MetaLog(log_folder, resume=resume)
     start = time.perf_counter()
-    prob = _Problem(data, cfg)
+    prob = _Problem(data, cfg, comm)
     net = prob.net
     family = OPTIMIZERS[cfg.optimizer]
     meta = family.initial(cfg, net.n_types)
@@ -342,7 +360,7 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
 
     def hypergrad(m):
         return family.hypergradient(meta, prob.train_loss(m, log_l2_layer), prob.valid, prob.noise,
-                                    prob.types, cfg)
+                                    prob.types, cfg, comm)
 
     trainer = MetaTrainer(params, cfg.meta_lr, grads_of=grads_of, on_record=save)
     first = 0

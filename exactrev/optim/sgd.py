@@ -40,6 +40,9 @@ class FixedPointMomentum(Snapshots):
     fmt : FixedFormat          fixed-point format of w and v
     """
 
+    index_offset = 0
+    """Added to a weight's index in error messages (a slice of a larger vector: ``ShardedSGD``)."""
+
     def __init__(self, w0, schedule: MomentumSchedule, v0=None, group=None, fmt=FixedFormat()):
         self.fmt = fmt
         self.schedule = schedule
@@ -91,8 +94,8 @@ class FixedPointMomentum(Snapshots):
             detail += f", grad={float(grad[i])!r}"
         exc = (BufferUnderflowError if code == ERR_BUFFER_UNDERFLOW else
                StepError if code in (ERR_GRAD_NOT_FINITE, ERR_BUFFER_FULL) else FixedPointRangeError)
-        raise exc(f"{what} step {t}, weight {i} (group {self.group[i]}): {ERR_MESSAGES[code]} "
-                  f"({detail}; range +-{self.fmt.max_value:.6g}); nothing was written")
+        raise exc(f"{what} step {t}, weight {i + self.index_offset} (group {self.group[i]}): "
+                  f"{ERR_MESSAGES[code]} ({detail}; range +-{self.fmt.max_value:.6g}); nothing was written")
 
     def _check_grad(self, grad, t):
         return as_gradient(grad, self.n_weights, t)
