@@ -142,10 +142,39 @@ def build_parser():
     bench.add_argument("--out", default=".", help="folder for compare.png (default: here)")
     bench.add_argument("--time-limit", type=_positive_float, default=300.0,
                        help="longest single run in --compare, in seconds; longer ones are estimated")
+    tune = sub.add_parser(
+        "tune", help="an Optuna study over the discrete settings, exact hypergradients inside each trial",
+        description="Search the settings hypergradients cannot move (optimizer, hidden width and depth, "
+                    "batch size, steps, meta learning rate) with Optuna; each trial meta-learns the "
+                    "schedules as hyperopt does and is pruned when its meta-curve is worse than the "
+                    "median. The study lives in a database (SQLite in --out by default), so it can be "
+                    "resumed, watched with optuna-dashboard, and shared by workers on several machines. "
+                    "Writes trials.csv, best/ (the best trial's hyperparameters.json and plots), "
+                    "optimization_history.png and param_importances.png into --out.",
+        formatter_class=_HelpWithDefaults)
+    tune.add_argument("--trials", type=_positive_int, default=20,
+                      help="trials the study should finish (those already in the database count)")
+    tune.add_argument("--meta-iters", type=_positive_int, default=10, help="meta-iterations inside each trial")
+    tune.add_argument("--workers", type=_positive_int, default=1,
+                      help="worker processes on this machine, each with its share of the cores")
+    tune.add_argument("--storage", default=None,
+                      help="a database URL Optuna accepts, e.g. postgresql://user@host/db (default: "
+                           "sqlite in --out/study.db)")
+    tune.add_argument("--study-name", default="exactrev", help="the study; one that exists is resumed")
+    tune.add_argument("--optimizers", type=lambda s: tuple(s.split(",")), default=("sgd", "nesterov", "adam", "adamw"),
+                      help="comma-separated optimizers a trial may choose")
+    tune.add_argument("--batches", type=_widths, default=(50, 100, 200),
+                      help="comma-separated batch sizes a trial may choose")
+    tune.add_argument("--n-train", type=_positive_int, default=1000, help="training examples")
+    tune.add_argument("--n-valid", type=_positive_int, default=400, help="validation examples")
+    tune.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (data split, init, batches)")
+    tune.add_argument("--out", default="exactrev-tune", help="output folder")
+    tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     from .paper_jobs import add_parsers
 
     jobs = add_parsers(sub, _HelpWithDefaults, _positive_int, _nonneg_int, _positive_float, _widths)
-    parser.subcommands = {"demo": demo, "hyperopt": hyp, "bench": bench, **jobs}
+    parser.subcommands = {"demo": demo, "hyperopt": hyp, "bench": bench, "tune": tune, **jobs}
     return parser
 
 
@@ -162,6 +191,8 @@ def main(argv=None):
         except (HyperparameterError, ValueError) as exc:
             parser.subcommands["demo"].error(str(exc))
         return 0 if ok else 1
+    if args.command == "tune":
+        return _tune(parser.subcommands["tune"], args)
     if args.command in ("distill", "regularize", "sharing"):
         from .paper_jobs import run_job
 
@@ -228,6 +259,27 @@ def main(argv=None):
 
             mpi_report(steps=10 if args.quick else 50)
         return 0
+    return 0
+
+
+def _tune(parser, args):
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        parser.error('tune needs Optuna: pip install -e ".[tune]"')
+    from .tune import TuneConfig, run_tune
+
+    cfg = TuneConfig(trials=args.trials, meta_iters=args.meta_iters, optimizers=args.optimizers,
+                     batches=args.batches, n_train=args.n_train, n_valid=args.n_valid, seed=args.seed)
+    try:
+        cfg.check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    problem = _writable_folder(args.out)
+    if problem:
+        parser.error(problem)
+    run_tune(cfg, args.out, storage=args.storage, study_name=args.study_name, workers=args.workers,
+             progress=not args.no_progress)
     return 0
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .report_files import _pyplot
+from .report_files import _pyplot, save_figure
 
 JOBS = {
     "distill": ("learn 10 synthetic training images, one per class",
@@ -122,9 +122,7 @@ def plot_job_curve(result, path):
                    label="one network for all tasks (best L2)")
     ax.set(xlabel="meta-iteration", ylabel="validation loss", title=f"exactrev {result['job']}")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_images(result, path):
@@ -144,9 +142,7 @@ def plot_images(result, path):
         axes[row, 0].set_ylabel(title)
     lt, rt = result["learned"]["test_error"], result["baseline"]["test_error"]
     fig.suptitle(f"10 training images: test error {100 * lt:.1f}% learned, {100 * rt:.1f}% real")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_penalties(result, path):
@@ -163,9 +159,7 @@ def plot_penalties(result, path):
     fig.colorbar(im, ax=axes, shrink=0.8, label="L2 penalty of the weight")
     fig.suptitle(f"learned penalty per weight (start {result['config']['init_l2']:g}; best single "
                  f"{result['baseline']['l2']:.3g})")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_coupling(result, path):
@@ -194,6 +188,4 @@ def plot_coupling(result, path):
     ax.set(xticks=x, ylabel="test loss", title="per-task test loss")
     ax.set_xticklabels(tasks, rotation=45, fontsize=8)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

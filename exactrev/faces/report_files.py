@@ -24,10 +24,11 @@ def result_to_json(result) -> dict:
         },
         "cost": {"method": result.config.get("method"), **cost_summary(result.curve)},
         "meta_curve": result.curve,
-        "final": {"learned": result.learned, "best_constant": result.baseline["best"],
-                  "best_random_search": result.baseline["random_search"]["best"]},
-        "constant_grid": result.baseline["grid"],
-        "random_search": result.baseline["random_search"]["trials"],
+        "final": {"learned": result.learned, **({} if result.baseline is None else {
+            "best_constant": result.baseline["best"],
+            "best_random_search": result.baseline["random_search"]["best"]})},
+        **({} if result.baseline is None else {"constant_grid": result.baseline["grid"],
+                                               "random_search": result.baseline["random_search"]["trials"]}),
         "seconds": result.seconds,
     }
 
@@ -104,6 +105,13 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path, dpi=110):
+    """Write ``fig`` to ``path`` and free it; returns the path."""
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def smoothed(y, window):
     """Centred moving average of ``y`` over ``window`` steps, edges padded with the end values."""
     window = max(1, min(int(window), len(y)))
@@ -131,7 +139,7 @@ def plot_schedules(result, path):
     scales and, for Adam, b1 and b2."""
     plt = _pyplot()
     meta, cfg, names = result.meta, result.config, result.type_names
-    best = result.baseline["best"]
+    best = result.baseline["best"] if result.baseline is not None else {"lr": None, "momentum": None}
     sgd = hasattr(meta, "logit_momentum")
     wd = cfg.get("optimizer") == "adamw"
     layers = len(names) // 2
@@ -170,9 +178,7 @@ def plot_schedules(result, path):
         extra.set(xlabel="training step", title="Adam b1, b2")
         extra.legend(fontsize=7)
     fig.suptitle(f"learned schedules ({cfg.get('optimizer', 'sgd')}, T = {meta.log_lr.shape[0]})")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_meta_curve(result, path):
@@ -181,13 +187,12 @@ def plot_meta_curve(result, path):
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.plot([c["valid_loss"] for c in result.curve if "valid_loss" in c], marker=".",
             label="learned (validation loss at w_T)")
-    best, rand = result.baseline["best"], result.baseline["random_search"]["best"]
-    ax.axhline(best["valid_loss"], color="grey", linestyle=":",
-               label=f"best of the grid: lr={best['lr']:.3g}, momentum={best['momentum']}")
-    ax.axhline(rand["valid_loss"], color="tab:orange", linestyle="--",
-               label=f"best of random search: lr={rand['lr']:.3g}, momentum={rand['momentum']}")
+    if result.baseline is not None:
+        best, rand = result.baseline["best"], result.baseline["random_search"]["best"]
+        ax.axhline(best["valid_loss"], color="grey", linestyle=":",
+                   label=f"best of the grid: lr={best['lr']:.3g}, momentum={best['momentum']}")
+        ax.axhline(rand["valid_loss"], color="tab:orange", linestyle="--",
+                   label=f"best of random search: lr={rand['lr']:.3g}, momentum={rand['momentum']}")
     ax.set(xlabel="meta-iteration", ylabel="validation loss", title="meta-optimisation")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

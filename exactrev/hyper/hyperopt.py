@@ -307,7 +307,8 @@ def load_resume(folder, cfg):
 
 
 def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress=True,
-                 log=print, log_folder=None, resume=False, comm=None) -> HyperoptResult:
+                 log=print, log_folder=None, resume=False, comm=None, baselines=True,
+                 on_record=None) -> HyperoptResult:
     """Optimise the hyperparameters on ``data`` and compare with the best constant schedule.
 
     Every meta-iteration is logged as it finishes (``MetaLog(log_folder)``). The meta-steps are
@@ -316,6 +317,10 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     says so), up to MetaDivergenceError; InitialSettingsError when training fails with the initial
     settings. With ``resume``, the run saved in ``log_folder`` continues where it stopped
     (``load_resume``; the result is the same as that of an uninterrupted run).
+
+    ``baselines=False`` skips the grid and random search (``baseline`` is then None); ``on_record(record)``
+    is called with each meta-iteration's record as it is made (an outer search reports and prunes with
+    it; what it raises stops the run).
 
     With ``comm`` (an MPI communicator), every rank runs this function with the same arguments: each
     training run is data-parallel across the ranks (``exactrev.parallel``; momentum SGD by reversal),
@@ -346,6 +351,8 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     def save(record, next_iter):
         meta_log.write(record, params, {"next_iter": next_iter, "config": json.dumps(_comparable(cfg)),
                                         **trainer.state()})
+        if on_record is not None:
+            on_record(record)
         if "diverged" in record:
             log(f"meta-iteration {record['meta_iter']}: training diverged ({record['message']}); went back "
                 f"to the best meta-parameters so far and halved the meta learning rate to "
@@ -384,9 +391,9 @@ def run_hyperopt(data: Dataset, cfg: HyperoptConfig = HyperoptConfig(), progress
     learned = prob.evaluate(prob.train_only(meta, final_iter, log_l2_layer))
     log(f"learned schedules: valid loss {learned['valid_loss']:.4f}, test loss "
         f"{learned['test_loss']:.4f}, test error {100 * learned['test_error']:.2f}%")
-    baseline = best_constant(prob, cfg, final_iter, progress)
-    for name, b in (("best constant of the grid", baseline["best"]),
-                    ("best of the random search", baseline["random_search"]["best"])):
+    baseline = best_constant(prob, cfg, final_iter, progress) if baselines else None
+    for name, b in ((("best constant of the grid", baseline["best"]),
+                     ("best of the random search", baseline["random_search"]["best"])) if baselines else ()):
         log(f"{name} (lr={b['lr']:.4g}, momentum={b['momentum']}): valid loss {b['valid_loss']:.4f}, "
             f"test loss {b['test_loss']:.4f}, test error {100 * b['test_error']:.2f}%")
     return HyperoptResult(asdict(cfg), net.sizes, net.type_names(), meta,

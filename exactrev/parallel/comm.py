@@ -140,11 +140,15 @@ def fair_share_threads(comm, environ=os.environ):
     OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS). Returns the threads per rank, or None."""
     if any(k in environ for k in _THREAD_CHOICES):
         return None
+    local = int(environ.get("MPI_LOCALNRANKS", comm.size))
+    return limit_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+
+
+def limit_threads(n):
+    """At most ``n`` Numba threads and ``n`` BLAS threads in this process from now on; returns n."""
     import numba
     from threadpoolctl import threadpool_limits
 
-    local = int(environ.get("MPI_LOCALNRANKS", comm.size))
-    n = max(1, (os.cpu_count() or 1) // max(1, local))
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     _LIMITS.append(threadpool_limits(n))   # kept alive: the limit holds for the process
     return n
