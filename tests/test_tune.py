@@ -51,7 +51,8 @@ def test_the_best_trials_json_matches_its_database_row(tmp_path):
 
 def test_a_study_killed_mid_trial_resumes_with_every_finished_trial_intact(tmp_path):
     cmd = [sys.executable, "-m", "exactrev.faces.cli", "tune", "--trials", "6", "--meta-iters", "4",
-           "--n-train", "100", "--n-valid", "60", "--optimizers", "sgd", "--batches", "20", "--out", str(tmp_path), "--no-progress"]
+           "--n-train", "100", "--n-valid", "60", "--optimizers", "sgd", "--batches", "20", "--out", str(tmp_path),
+           "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     finished = []

@@ -200,6 +200,9 @@ class InfoBuffer:
     def restore_content(self, content) -> None:
         """Put back what ``content_copy`` returned (the rows above it are left as they are: unused)."""
         heads, counts, words = content
+        lanes = (self.n_lanes,)
+        if heads.shape != lanes or counts.shape != lanes or words.shape[1:] != lanes:
+            raise ValueError(f"the content holds {heads.shape[0]} lanes, this buffer has {self.n_lanes}")
         self.reserve(words.shape[0])
         self.heads[:] = heads
         self.words[: words.shape[0]] = words

@@ -75,8 +75,8 @@ def mpi_report(steps=50, out=print):
     for r in rows:
         red = f"{r['allreduce_fwd']:,.0f}/{r['allreduce_rev']:,.0f}"
         gat = f"{r['allgather_fwd']:,.0f}/{r['allgather_rev']:,.0f}"
-        out(f"{r['ranks']:>5} | {r['forward_ms']:>11.2f} | {r['reverse_ms']:>11.2f} | {r['buffer_bytes_max']:>17,} | "
-            f"{red:>19} | {gat:>19} | {r['restored']}")
+        out(f"{r['ranks']:>5} | {r['forward_ms']:>11.2f} | {r['reverse_ms']:>11.2f} | "
+            f"{r['buffer_bytes_max']:>17,} | {red:>19} | {gat:>19} | {r['restored']}")
     if comm is None:
         out("(one rank only: run `mpiexec -n 2 exactrev bench --suite mpi` for the 2-rank row; "
             'mpiexec comes with pip install -e ".[mpi]")')

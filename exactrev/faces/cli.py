@@ -161,8 +161,8 @@ def build_parser():
                       help="a database URL Optuna accepts, e.g. postgresql://user@host/db (default: "
                            "sqlite in --out/study.db)")
     tune.add_argument("--study-name", default="exactrev", help="the study; one that exists is resumed")
-    tune.add_argument("--optimizers", type=lambda s: tuple(s.split(",")), default=("sgd", "nesterov", "adam", "adamw"),
-                      help="comma-separated optimizers a trial may choose")
+    tune.add_argument("--optimizers", type=lambda s: tuple(s.split(",")),
+                      default=("sgd", "nesterov", "adam", "adamw"), help="comma-separated optimizers a trial may choose")
     tune.add_argument("--batches", type=_widths, default=(50, 100, 200),
                       help="comma-separated batch sizes a trial may choose")
     tune.add_argument("--n-train", type=_positive_int, default=1000, help="training examples")

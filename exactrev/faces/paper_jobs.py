@@ -70,7 +70,8 @@ def run_job(name, args, parser):
         if name == "distill":
             from ..paper.distill import DistillConfig, run_distill
 
-            result = run_distill(load_digits(seed=args.seed), DistillConfig(hidden=args.hidden, **common), progress)
+            cfg = DistillConfig(hidden=args.hidden, **common)
+            result = run_distill(load_digits(seed=args.seed), cfg, progress)
         elif name == "regularize":
             from ..paper.regularize import RegularizeConfig, run_regularize
 

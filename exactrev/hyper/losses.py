@@ -15,8 +15,9 @@ copy of the gradient (``validation_start``), so a read-only or non-float64 array
 A mixed term is an array shaped like its meta-parameter, or ``RowTerm(rows, values)`` when only some
 rows are non-zero (the mini-batch's rows of the training inputs), so no step allocates a full-size array.
 
-The reverse sweep (``sweep.py``, ``adjoints.py``) only adds up ``mixed``; a new meta-parameter that enters the training loss
-(weight sharing across tasks, data augmentation strength, ...) plugs in by returning its own term.
+The reverse sweep (``sweep.py``, ``adjoints.py``) only adds up ``mixed``; a new meta-parameter that
+enters the training loss (weight sharing across tasks, data augmentation strength, ...) plugs in by
+returning its own term.
 """
 
 from dataclasses import dataclass, field

@@ -86,7 +86,8 @@ def run_regularize(data: Dataset, cfg: RegularizeConfig = RegularizeConfig(), pr
     best = min(tried, key=lambda r: r["valid_loss"])
     baseline = {"l2": best["l2"], "grid": tried,
                 **prob.evaluate(np.full(prob.net.n_params, np.log(best["l2"])), fresh)}
-    for name, r in (("learned per-weight penalties", learned), (f"best single penalty {best['l2']:.3g}", baseline)):
+    for name, r in (("learned per-weight penalties", learned),
+                    (f"best single penalty {best['l2']:.3g}", baseline)):
         log(f"{name}: test loss {r['test_loss']:.4f}, test error {100 * r['test_error']:.2f}%")
     return {"job": "regularize", "config": config_dict(cfg), "net_sizes": list(prob.net.sizes), "curve": curve,
             "learned": learned, "baseline": baseline, "log_l2": prob.log_l2.tolist(),

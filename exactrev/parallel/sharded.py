@@ -145,7 +145,8 @@ class ShardedSGD:
 
         def read():
             if not os.path.exists(path):
-                found = sorted(f for f in os.listdir(folder) if f.startswith("rank")) if os.path.isdir(folder) else []
+                found = sorted(f for f in os.listdir(folder) if f.startswith("rank")) \
+                    if os.path.isdir(folder) else []
                 raise FileNotFoundError(f"{path} is missing: a run saved with another number of ranks? "
                                         f"({found[:4] or 'no rank files'})")
             with np.load(path) as f:

@@ -211,3 +211,19 @@ def test_a_file_of_the_older_format_is_refused_by_name(tmp_path):
     path.write_bytes(b"EXACTREV-BUFFER1" + bytes(100))
     with pytest.raises(BufferFileError, match="format 1"):
         InfoBuffer.load(path)
+
+
+def test_a_content_copy_brings_the_buffer_back_after_more_pushes_and_pops():
+    rng = np.random.default_rng(3)
+    buf = InfoBuffer(50)
+    for _ in range(40):
+        buf.push(rng.integers(0, 1000, 50), np.full(50, 1000))
+    kept = buf.content_copy()
+    assert kept[2].shape[0] == int(buf.counts.max())   # the used rows only
+    expected = [buf.pop(np.full(50, 1000)) for _ in range(5)]
+    for _ in range(30):   # pops below the copy's top, then pushes over those rows
+        buf.push(rng.integers(0, 7, 50), np.full(50, 7))
+    buf.restore_content(kept)
+    assert all(np.array_equal(buf.pop(np.full(50, 1000)), e) for e in expected)
+    with pytest.raises(ValueError, match="holds 3 lanes, this buffer has 50"):
+        buf.restore_content((kept[0][:3], kept[1], kept[2]))
