@@ -17,7 +17,9 @@ What JAX computes, each jit-compiled once: the gradient ``grad_w loss`` (one fun
 forward and again on the way back, so it is the same floats both times: that is what makes the reversal
 exact) and, on the way back, one ``jax.vjp`` of that gradient with respect to (weights, theta), which
 gives the Hessian-vector product and the mixed term d/dtheta (u . grad) together. Only the flat weight
-vector crosses between numpy and JAX each step. float64 is switched on (``jax_enable_x64``) when this
+vector crosses between numpy and JAX each step. On the way forward the optimiser receives the gradient
+as the JAX array of a call still in flight and runs the half of its step that needs no gradient
+(v <- v n/d through the buffer) while JAX computes it. float64 is switched on (``jax_enable_x64``) when this
 module is imported: exactrev trains in fixed point with 42 fractional bits, and float32 gradients would
 waste most of them.
 
@@ -153,7 +155,7 @@ class JaxModel:
     def train(self, meta: MetaParams, theta=None, optimizer=None):
         """Train once, forward only, as ``hypergradient`` would; the final parameters as a pytree."""
         self._check_meta(meta)
-        w = _train(meta, self.training_loss(theta).grad, self.noise, self.types, optimizer=optimizer)
+        w = _train(meta, self.training_loss(theta).forward_grad, self.noise, self.types, optimizer=optimizer)
         return self.params_of(w)
 
     def _check_meta(self, meta):
@@ -178,13 +180,19 @@ class JaxModel:
 
 
 class _TrainingLoss:
-    """grad / grad_and_vjp / meta_shapes over a JaxModel at a fixed theta (docs/your-model.md)."""
+    """grad / forward_grad / grad_and_vjp / meta_shapes over a JaxModel at a fixed theta
+    (docs/your-model.md)."""
 
     def __init__(self, model: JaxModel, theta_flat):
         self.model, self.theta = model, theta_flat
 
     def grad(self, w, t):
-        return _host(self.model._grad(w, self.model._batch(t), self.theta))
+        return _host(self.forward_grad(w, t))
+
+    def forward_grad(self, w, t):
+        """The gradient as the JAX array the compiled call returns, before it is computed: the optimiser
+        runs the half of its step that needs no gradient while JAX works (asynchronous dispatch)."""
+        return self.model._grad(w, self.model._batch(t), self.theta)
 
     def grad_and_vjp(self, w, t, u):
         m = self.model

@@ -40,9 +40,9 @@ def _paper_model(steps, hidden=(50, 50, 50), batch=200):
     return JaxModel(loss, params, get_batch, valid), get_batch
 
 
-def adapter_report(steps=200, repeat=3, out=print):
+def adapter_report(steps=200, repeat=5, out=print):
     """Print and return (adapter seconds, plain loop seconds) for ``steps`` forward steps."""
-    from .bench_buffer import best_time
+    from .bench_buffer import best_times
 
     model, get_batch = _paper_model(steps)
     meta = model.meta(steps, lr=0.3, momentum=0.9)
@@ -62,7 +62,7 @@ def adapter_report(steps=200, repeat=3, out=print):
     def adapter():
         return model.train(meta)
     plain(), adapter()  # compile
-    ours, base = best_time(adapter, repeat), best_time(plain, repeat)
+    ours, base = best_times((adapter, plain), repeat)
     out(f"JAX adapter, paper MLP in JAX, T = {steps} forward steps: reversible {ours / steps * 1e3:.3f} ms per "
         f"step, the same jitted gradient in a float64 loop {base / steps * 1e3:.3f} ms per step, "
         f"ratio {ours / base:.2f}x (target <= 1.3x)")

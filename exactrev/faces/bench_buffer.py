@@ -28,6 +28,18 @@ def best_time(fn, repeat):
     return best
 
 
+def best_times(fns, repeat):
+    """Shortest wall time of each of ``fns`` over ``repeat`` rounds that call them in turn, in seconds:
+    interleaved, so a burst of load from other processes falls on all of them alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for j, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[j] = min(best[j], time.perf_counter() - t0)
+    return best
+
+
 def _ours_window(n_weights, depth, g, window, windows, seed):
     """A function running ``window`` steps of our buffer, after ``depth`` steps of content."""
     rng = np.random.default_rng(seed)

@@ -336,11 +336,12 @@ def _run_folder_problem(args):
 def _say_if_compiling():
     """One line before the first run of an installation, which compiles the kernels in silence."""
     from ..kernels.cache import on_disk
-    from ..kernels.momentum import momentum_forward_kernel, velocity_back_kernel, weights_back_kernel
+    from ..kernels.momentum import (group_rational_multiply_kernel, momentum_kick_kernel, velocity_back_kernel,
+                                    weights_back_kernel)
     from ..kernels.threads import serial_build
 
-    kernels = (serial_build(momentum_forward_kernel), serial_build(weights_back_kernel),
-               serial_build(velocity_back_kernel))
+    kernels = [serial_build(k) for k in (group_rational_multiply_kernel, momentum_kick_kernel,
+                                         weights_back_kernel, velocity_back_kernel)]
     if not on_disk(*kernels):
         print("compiling kernels (first run only, about 30 s on 2 cores) ...", flush=True)
 

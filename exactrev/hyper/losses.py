@@ -9,6 +9,15 @@ A *training loss* is any object with
                                                      meta-parameter theta the loss itself owns
     meta_names() -> tuple of names it reports in ``mixed``, and meta_shapes() -> {name: shape}
 
+and optionally
+
+    forward_grad(w, t) -> array-like                 the same floats as grad(w, t) in any form that
+                                                     np.asarray reads as float64[P]; the forward run
+                                                     calls it instead of grad. A gradient that is still
+                                                     being computed (a JAX array: JAX dispatches
+                                                     asynchronously) lets a momentum step's half that
+                                                     needs no gradient run meanwhile.
+
 A *validation loss* has ``value_and_grad(w) -> (loss, dL/dw float64[P])``; the sweep works on its own
 copy of the gradient (``validation_start``), so a read-only or non-float64 array is fine.
 
@@ -27,6 +36,12 @@ import numpy as np
 
 from ..model.mlp import MLP
 from .data import Split, batch_indices
+
+
+def forward_gradient(train_loss):
+    """The function the forward run asks for gradients: ``train_loss.forward_grad`` when the loss has
+    one, else ``train_loss.grad``."""
+    return getattr(train_loss, "forward_grad", train_loss.grad)
 
 
 def validation_start(valid_loss, w_final):

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from ..optim.progress import progress_range
+from .losses import forward_gradient
 from .meta import HypergradResult
 
 
@@ -31,7 +32,7 @@ def reverse_sweep(adjoint, walk, train_loss, valid_loss, progress=False) -> Hype
     """Train forward through ``walk``, then walk back from df/dw_T with ``adjoint``; the result holds
     f(w_T), the gradients ``adjoint.grads`` names, and what the walk kept and checked."""
     start = time.perf_counter()
-    walk.run_forward(train_loss.grad, progress)
+    walk.run_forward(forward_gradient(train_loss), progress)
     w_final = walk.final_weights()
     forward_s = time.perf_counter() - start
     loss = adjoint.start(valid_loss, w_final)

@@ -4,9 +4,10 @@
 a namespace: ``rans.CPU`` is built with ``njit(inline="always")`` and the LLVM intrinsic of ``wide.py``,
 and ``kernels/cuda.py`` builds the same source with ``cuda.jit(device=True, inline=True)`` and the
 portable limb product. So the CPU and GPU compute the same integers by construction, and tests check
-that they agree bit for bit. The only float operations are single multiplications and the explicit
-round-half-even below, which are correctly rounded in IEEE float64 on both targets. No sum is formed,
-so no fused multiply-add can change a result.
+that they agree bit for bit. The only float operations are single multiplications and a rounding to
+the nearest integer, ties to even (the CPU's ``rint`` instruction, or the explicit ``round_half_even``
+below on the GPU), which are exact in IEEE float64 on both targets. No sum is formed, so no fused
+multiply-add can change a result.
 
 rANS for "uniform over M" (see ``rans.py`` for the constants and the maths):
     push:  s <- (s // f) * 2**31 + s % f + c(x)   (after emitting a 16-bit word if s >= f * 2**32)
@@ -53,11 +54,14 @@ ERR_BUFFER_UNDERFLOW = 4
 ERR_BUFFER_FULL = 5
 
 
-def build_lanes(jit, mulhi_shr=None):
+def build_lanes(jit, mulhi_shr=None, rint=None):
     """Build every lane function with decorator ``jit``; returns a SimpleNamespace of them.
 
     ``mulhi_shr(a, b, k)``: floor(floor(a b / 2**64) / 2**k) for a, b read as unsigned 64-bit; a
     target's fast version (``wide.mulhi_shr`` on the CPU), or None for the portable limb version.
+    ``rint(x)``: the nearest integer to the float x, ties to even, as a float (NaN and infinities pass
+    through); a target's instruction (``np.rint`` on the CPU), or None for the portable
+    ``round_half_even``. Both are exact, so they give the same floats for every input (tested).
     """
 
     @jit
@@ -385,6 +389,9 @@ def build_lanes(jit, mulhi_shr=None):
             return f + 1.0
         return f
 
+    if rint is None:
+        rint = round_half_even
+
     @jit
     def fixed_in_range(y):
         """True when the rounded float y is finite and fits the fixed-point range."""
@@ -396,7 +403,46 @@ def build_lanes(jit, mulhi_shr=None):
         p = coef * np.float64(x)
         if not abs(p) < 4503599627370496.0:  # 2**52: already an integer, or NaN/inf
             return p
-        return round_half_even(p)
+        return rint(p)
+
+    @jit
+    def weights_back_lane(w, v, lr):
+        """First half of a reverse step: (w - round(a v), err)."""
+        dw = rounded_product(lr, v)
+        if not fixed_in_range(dw) or abs(w - np.int64(dw)) > MAX_MAGNITUDE:
+            return w, np.int64(ERR_WEIGHT_RANGE)
+        return w - np.int64(dw), np.int64(ERR_OK)
+
+    @jit
+    def kick_lane(w, v, omg_scale, lr, grad):
+        """The gradient's half of a forward step, after v <- v n/d: v <- v - round((1-g) grad scale),
+        then w <- w + round(a v). Returns (w', v', err); w and v unchanged with an error."""
+        if not math.isfinite(grad):
+            return w, v, np.int64(ERR_GRAD_NOT_FINITE)
+        gterm = rounded_product(omg_scale, grad)
+        if not fixed_in_range(gterm):
+            return w, v, np.int64(ERR_VELOCITY_RANGE)
+        x = v - np.int64(gterm)
+        if abs(x) > MAX_MAGNITUDE:
+            return w, v, np.int64(ERR_VELOCITY_RANGE)
+        dw = rounded_product(lr, x)
+        if not fixed_in_range(dw) or abs(w + np.int64(dw)) > MAX_MAGNITUDE:
+            return w, v, np.int64(ERR_WEIGHT_RANGE)
+        return w + np.int64(dw), x, np.int64(ERR_OK)
+
+    @jit
+    def kick_back_lane(w, v, omg_scale, lr, grad):
+        """The exact inverse of kick_lane with the same grad: w <- w - round(a v), then
+        v <- v + round((1-g) grad scale). Returns (w', v', err)."""
+        wn, err = weights_back_lane(w, v, lr)
+        if err != ERR_OK:
+            return w, v, err
+        if not math.isfinite(grad):
+            return w, v, np.int64(ERR_GRAD_NOT_FINITE)
+        gterm = rounded_product(omg_scale, grad)
+        if not fixed_in_range(gterm) or abs(v + np.int64(gterm)) > MAX_MAGNITUDE:
+            return w, v, np.int64(ERR_VELOCITY_RANGE)
+        return wn, v + np.int64(gterm), np.int64(ERR_OK)
 
     @jit
     def momentum_forward_lane(w, v, s, count, top, code_num, code_den, omg_scale, lr, grad):
@@ -406,24 +452,10 @@ def build_lanes(jit, mulhi_shr=None):
         x, s, dcount, wrote, word, err = rational_multiply_lane(v, s, count, top, code_num, code_den)
         if err != ERR_OK:
             return w, v, s, dcount, wrote, word, err
-        gterm = rounded_product(omg_scale, grad)
-        if not fixed_in_range(gterm):
-            return w, v, s, dcount, wrote, word, np.int64(ERR_VELOCITY_RANGE)
-        x = x - np.int64(gterm)
-        if abs(x) > MAX_MAGNITUDE:
-            return w, v, s, dcount, wrote, word, np.int64(ERR_VELOCITY_RANGE)
-        dw = rounded_product(lr, x)
-        if not fixed_in_range(dw) or abs(w + np.int64(dw)) > MAX_MAGNITUDE:
-            return w, v, s, dcount, wrote, word, np.int64(ERR_WEIGHT_RANGE)
-        return w + np.int64(dw), x, s, dcount, wrote, word, np.int64(ERR_OK)
-
-    @jit
-    def weights_back_lane(w, v, lr):
-        """First half of a reverse step: (w - round(a v), err)."""
-        dw = rounded_product(lr, v)
-        if not fixed_in_range(dw) or abs(w - np.int64(dw)) > MAX_MAGNITUDE:
-            return w, np.int64(ERR_WEIGHT_RANGE)
-        return w - np.int64(dw), np.int64(ERR_OK)
+        wn, x, err = kick_lane(w, x, omg_scale, lr, grad)
+        if err != ERR_OK:
+            return w, v, s, dcount, wrote, word, err
+        return wn, x, s, dcount, wrote, word, np.int64(ERR_OK)
 
     @jit
     def velocity_back_lane(v, s, count, top, code_num, code_den, omg_scale, grad):

@@ -4,15 +4,19 @@ One step, per weight i of parameter group k = group[i], with momentum g = n/d an
 (all integers in units of 2**-frac_bits, ``scale = 2**frac_bits``):
 
     forward:  v <- v * n/d exactly (within one unit), the remainder kept in the buffer
+                                                      (group_rational_multiply_kernel: no gradient)
               v <- v - round((1 - g) * grad * scale)
-              w <- w + round(a * v)
+              w <- w + round(a * v)                   (momentum_kick_kernel)
     reverse:  w <- w - round(a * v)                          (then the caller recomputes grad at w)
               v <- v + round((1 - g) * grad * scale)
               v <- v * d/n, the exact inverse
 
-The lane arithmetic lives in ``lanes.py`` (shared with the CUDA kernels); these are the CPU loops.
-Each kernel has a ``commit`` flag: with commit False it only fills ``errs`` (a dry run, so the caller
-checks every lane before any lane is written). Results are identical for any thread count.
+The lane arithmetic lives in ``lanes.py`` (shared with the CUDA kernels); these are the CPU loops. The
+forward step is two kernels so that its first half, which needs no gradient, can run while the
+gradient is still being computed elsewhere (an asynchronous JAX call). A kernel either has a ``commit``
+flag (with commit False it only fills ``errs``: a dry run that checks every lane before any is
+written) or is one pass in which a failing lane writes nothing, undone on the other lanes by its
+``inverse``. Results are identical for any thread count.
 
 Every kernel that pops takes ``floor`` (0 for an InfoBuffer): a lane whose stack would end an
 operation below ``floor`` words has popped bits that nobody pushed, and fails with
@@ -43,7 +47,8 @@ rational_multiply_lane = CPU.rational_multiply_lane
 rational_divide_lane = CPU.rational_divide_lane
 rational_multiply_in_place = CPU.rational_multiply_in_place
 rational_divide_in_place = CPU.rational_divide_in_place
-momentum_forward_lane = CPU.momentum_forward_lane
+kick_lane = CPU.kick_lane
+kick_back_lane = CPU.kick_back_lane
 weights_back_lane = CPU.weights_back_lane
 velocity_back_lane = CPU.velocity_back_lane
 rounded_product = CPU.rounded_product
@@ -52,48 +57,31 @@ nearest_multiply = CPU.nearest_multiply
 
 
 @nb.njit(parallel=True, cache=True)
-def momentum_forward_kernel(w, v, heads, counts, words, floor, group, nums, dens, one_minus_g, lr,
-                            grad, scale, commit, errs):
-    """One forward step for every weight (see module docstring). grad is float64[N] at the current w."""
-    ni = code_table(nums)
-    di = code_table(dens)
+def momentum_kick_kernel(w, v, group, one_minus_g, lr, grad, scale, inverse, skip, errs):
+    """The gradient's half of a forward step on every lane with skip[i] == 0, after the first half
+    v <- v * n/d (``group_rational_multiply_kernel``, which needs no gradient):
+
+        v <- v - round((1 - g) grad scale),   w <- w + round(a v)
+
+    or with ``inverse`` its exact inverse for the same grad (w <- w - round(a v), then
+    v <- v + round((1 - g) grad scale)). One pass: a lane that fails sets errs[i] and writes nothing;
+    undo the others with ``inverse`` flipped and ``skip = errs``. ``skip`` may be None. Returns the
+    number of failed lanes (the same for any thread count)."""
+    failed = 0
     for i in nb.prange(w.shape[0]):
-        if counts[i] >= words.shape[0] or counts[i] < 0:
-            errs[i] = ERR_BUFFER_FULL
+        if skip is not None and skip[i]:
             continue
         k = group[i]
-        wn, vn, s, dcount, wrote, word, err = momentum_forward_lane(
-            w[i], v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
-            code_at(di, k), one_minus_g[k] * scale, lr[k], grad[i])
-        if err == ERR_OK and counts[i] + dcount < floor:
-            err = ERR_BUFFER_UNDERFLOW
+        if inverse:
+            wn, vn, err = kick_back_lane(w[i], v[i], one_minus_g[k] * scale, lr[k], grad[i])
+        else:
+            wn, vn, err = kick_lane(w[i], v[i], one_minus_g[k] * scale, lr[k], grad[i])
         if err != ERR_OK:
             errs[i] = err
-        elif commit:
-            w[i], v[i], heads[i] = wn, vn, s
-            commit_stack(words, counts, i, dcount, wrote, word)
-
-
-@nb.njit(parallel=True, cache=True)
-def momentum_undo_kernel(w, v, heads, counts, words, floor, group, nums, dens, one_minus_g, lr, grad,
-                         scale, failed):
-    """Undo a committed forward step on every lane with failed[i] == 0 (lanes that failed wrote
-    nothing): the exact inverse, w <- w - round(a v), then v <- (v + round((1-g) grad scale)) / g with
-    the same grad. So a forward step can commit in one pass and still leave nothing written when any
-    lane fails. Takes the arguments of ``momentum_forward_kernel`` (``floor`` is not needed: the
-    inverse pops only what the step pushed), then ``failed``, its errs."""
-    ni = code_table(nums)
-    di = code_table(dens)
-    for i in nb.prange(w.shape[0]):
-        if failed[i] != 0:
-            continue
-        k = group[i]
-        wn, _ = weights_back_lane(w[i], v[i], lr[k])
-        vn, s, dcount, wrote, word, _ = velocity_back_lane(
-            v[i], heads[i], counts[i], stack_top(words, counts, i), code_at(ni, k),
-            code_at(di, k), one_minus_g[k] * scale, grad[i])
-        w[i], v[i], heads[i] = wn, vn, s
-        commit_stack(words, counts, i, dcount, wrote, word)
+            failed += 1
+        else:
+            w[i], v[i] = wn, vn
+    return failed
 
 
 @nb.njit(parallel=True, cache=True)

@@ -26,7 +26,15 @@ from .lanes import (CODE_LEN, EMIT_SHIFT, MAX_BASE, PREC_BITS, SLOT_MASK, STATE_
                     WORD_BITS, WORD_MASK, build_lanes)
 from .wide import mulhi_shr
 
-CPU = build_lanes(nb.njit(inline="always", cache=True), mulhi_shr)
+
+
+@nb.njit(inline="always", cache=True)
+def rint(x):
+    """Round to nearest, ties to even (one instruction: LLVM's rint in the default rounding mode)."""
+    return np.rint(x)
+
+
+CPU = build_lanes(nb.njit(inline="always", cache=True), mulhi_shr, rint)
 
 floor_divmod = CPU.floor_divmod
 uniform_code = CPU.uniform_code

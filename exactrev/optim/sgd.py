@@ -18,7 +18,7 @@ import numpy as np
 from ..exact.buffer import BufferMismatchError, BufferUnderflowError, InfoBuffer, content_bits
 from ..exact.fixedpoint import FixedFormat, FixedPointRangeError
 from ..kernels.momentum import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_MESSAGES,
-                                momentum_forward_kernel, momentum_undo_kernel, plain_momentum_kernel,
+                                group_rational_multiply_kernel, momentum_kick_kernel, plain_momentum_kernel,
                                 velocity_back_kernel, velocity_redo_kernel, weights_back_kernel)
 from ..kernels.rans import WORD_BITS
 from ..kernels.threads import for_lanes
@@ -100,10 +100,14 @@ class FixedPointMomentum(Snapshots):
     def _check_grad(self, grad, t):
         return as_gradient(grad, self.n_weights, t)
 
-    def _next_step(self, grad):
+    def _step_index(self):
         t = self.t
         if t >= self.schedule.steps:
             raise StepError(f"the schedule has {self.schedule.steps} steps; step {t} has none")
+        return t
+
+    def _next_step(self, grad):
+        t = self._step_index()
         return t, self._check_grad(grad, t)
 
 
@@ -149,19 +153,41 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
 
     # -- one step ---------------------------------------------------------------------------------
     def step(self, grad) -> None:
-        """Forward step t = self.t with grad = dL/dw at the current weights (float64[N])."""
+        """Forward step t = self.t with grad = dL/dw at the current weights: float64[N], or any array
+        that converts to it, such as a JAX array still being computed. The step's first half,
+        v <- v n/d through the buffer, needs no gradient and runs before ``grad`` is read, so it
+        overlaps a gradient that is computed asynchronously. If the gradient cannot be read (it
+        raises, Ctrl-C included) or is refused, that half is undone: nothing is left written."""
         self._refuse_mid_unstep()
-        t, grad = self._next_step(grad)
+        t = self._step_index()
         self.buffer.ensure_free(1)
-        args = (self.w, self.v, self.buffer.heads, self.buffer.counts, self.buffer.words,
-                self.buffer.floor, self.group, *self._row(t)[:3], self.schedule.lr[t], grad,
-                self.fmt.scale)
-        errs = np.zeros(self.n_weights, np.int8)
-        for_lanes(momentum_forward_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
-        if errs.any():  # undo the lanes that went through, then report the first that did not
-            for_lanes(momentum_undo_kernel, self.n_weights)(*args, errs)
+        nums, dens, omg, lr = self._row(t)
+        self._decay(t, nums, dens, inverse=False)
+        try:
+            grad = self._check_grad(grad, t)
+            args = (self.w, self.v, self.group, omg, lr, grad, self.fmt.scale)
+            kick = for_lanes(momentum_kick_kernel, self.n_weights)
+            errs = np.zeros(self.n_weights, np.int8)
+            if kick(*args, False, None, errs):  # undo the lanes that went through
+                kick(*args, True, errs, np.zeros_like(errs))
+        except BaseException:
+            self._decay(t, nums, dens, inverse=True)
+            raise
+        if errs.any():
+            self._decay(t, nums, dens, inverse=True)
             self._raise_if(errs, t, grad, "forward")
         self.t = t + 1
+
+    def _decay(self, t, nums, dens, inverse):
+        """v <- v n/d (or with ``inverse`` its exact inverse) on every weight, the remainders in the
+        buffer. Raises, with nothing written, if a weight fails (the inverse of a done decay cannot)."""
+        args = (self.v, self.buffer.heads, self.buffer.counts, self.buffer.words, self.buffer.floor,
+                self.group, nums, dens)
+        kernel = for_lanes(group_rational_multiply_kernel, self.n_weights)
+        errs = np.zeros(self.n_weights, np.int8)
+        if kernel(*args, inverse, None, errs):
+            kernel(*args, not inverse, errs, np.zeros_like(errs))
+            self._raise_if(errs, t, None, "forward")
 
     def unstep_weights(self) -> None:
         """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""

@@ -8,13 +8,13 @@ from numba.core import caching
 
 from exactrev.kernels import cache
 from exactrev.kernels.buffer_ops import push_kernel
-from exactrev.kernels.momentum import momentum_forward_kernel
+from exactrev.kernels.momentum import momentum_kick_kernel
 from exactrev.kernels.threads import serial_build
 from exactrev.model.mlp_kernels import mlp_pass, serial_mlp_pass
 
 
 def test_every_exactrev_kernel_is_stamped_with_all_kernel_sources():
-    for kernel in (push_kernel, momentum_forward_kernel, mlp_pass, serial_build(momentum_forward_kernel),
+    for kernel in (push_kernel, momentum_kick_kernel, mlp_pass, serial_build(momentum_kick_kernel),
                    serial_mlp_pass()):
         locator = kernel._cache._impl.locator
         assert isinstance(locator, cache.LOCATORS)

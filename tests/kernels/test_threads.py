@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from exactrev.exact.buffer import InfoBuffer
 from exactrev.kernels import threads
 from exactrev.kernels.buffer_ops import pop_kernel, push_kernel
-from exactrev.kernels.momentum import momentum_forward_kernel
+from exactrev.kernels.momentum import group_rational_multiply_kernel, momentum_kick_kernel
 
 
 def test_spin_default_is_set_only_when_the_user_chose_nothing():
@@ -48,18 +48,20 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
     grads = rng.normal(size=(steps, n))
     bases = rng.integers(1, 65536, n)
     results = []
-    for kernel in (momentum_forward_kernel, threads.for_lanes(momentum_forward_kernel, 1)):
+    for build in (lambda k: k, lambda k: threads.for_lanes(k, 1)):
+        decay, kick, pop = (build(k) for k in (group_rational_multiply_kernel, momentum_kick_kernel, pop_kernel))
         w, v = w0.copy(), v0.copy()
         buf = InfoBuffer(n)
         buf.reserve(4 * steps + 8)
         heads, counts, words = buf.heads, buf.counts, buf.words
         errs = np.zeros(n, np.int8)
+        group = np.zeros(n, np.int64)
         for t in range(steps):
-            kernel(w, v, heads, counts, words, buf.floor, np.zeros(n, np.int64), nums, dens,
-                   np.array([1 - nums[0] / dens[0]]), np.array([0.01]), grads[t], 2.0 ** 42, True, errs)
+            assert decay(v, heads, counts, words, buf.floor, group, nums, dens, False, None, errs) == 0
+            assert kick(w, v, group, np.array([1 - nums[0] / dens[0]]), np.array([0.01]), grads[t], 2.0 ** 42,
+                        False, None, errs) == 0
         assert not errs.any()
         out = np.zeros(n, np.int64)
-        pop = threads.for_lanes(pop_kernel, 1) if kernel is not momentum_forward_kernel else pop_kernel
         pop(heads, counts, words, bases, buf.floor, out, True, errs)
         results.append((w, v, heads, counts, words, out))
     for a, b in zip(*results):

@@ -39,8 +39,18 @@ class Injected(Exception):
     pass
 
 
+class FailsWhenRead:
+    """A gradient still being computed whose computation fails when it is read (an error inside an
+    asynchronous JAX call, or Ctrl-C while waiting for it): the step has already done its half that
+    needs no gradient, and must undo it."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise Injected()
+
+
 FAULTS = {
     "raise": lambda w: (_ for _ in ()).throw(Injected()),
+    "unreadable": lambda w: FailsWhenRead(),
     "interrupt": lambda w: (_ for _ in ()).throw(KeyboardInterrupt()),
     "nan": lambda w: np.full_like(w, np.nan),
     "shape": lambda w: np.zeros(w.shape[0] + 1),
