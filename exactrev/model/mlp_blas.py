@@ -10,7 +10,9 @@ function of (params, X, y, l2) in one process:
 - OpenBLAS's ``dgemm`` splits work between threads over the rows and columns of the product, never
   over the summed dimension, so every element is reduced in the same order for any thread count
   (``tests/model/test_mlp_blas.py`` checks 1 and 2 BLAS threads and arrays at other addresses);
-- elementwise numpy functions (``tanh``, ``exp``) and reductions are fixed code for given shapes.
+- elementwise functions (numpy's ``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and
+  reductions (numpy's, and the bias gradients' ``kernels/column_sums.py``, serial) are fixed code for
+  given shapes.
 
 What it does not promise is the same bits on another CPU or BLAS build (another kernel may order a
 product differently). A trajectory reversed where it was trained is exact; a buffer saved here and
@@ -26,6 +28,8 @@ import threading
 
 import numpy as np
 
+from ..kernels.column_sums import column_sums
+from ..kernels.tanh import tanh_and_slope
 from .mlp_kernels import ACT_TANH
 
 _LOCAL = threading.local()
@@ -95,9 +99,7 @@ def _forward(ws, layers, vlayers, act, X, want_r):
             break
         a, dphi = ws.a[l], ws.dphi[l]
         if act == ACT_TANH:
-            np.tanh(z, out=a)
-            np.multiply(a, a, out=dphi)
-            np.subtract(1.0, dphi, out=dphi)
+            tanh_and_slope(z, a, dphi)  # vectorised, within 3 ulp of np.tanh (kernels/tanh.py)
         else:
             np.maximum(z, 0.0, out=a)
             np.sign(a, out=dphi)  # a > 0 exactly where z > 0
@@ -149,14 +151,14 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         W = layers[l][0]
         prev = ws.a[l - 1] if l > 0 else X
         np.matmul(prev.T, dz, out=glayers[l][0])
-        np.sum(dz, axis=0, out=glayers[l][1])
+        column_sums(dz, glayers[l][1])
         if want_r:
             HW = hlayers[l][0]
             np.matmul(prev.T, rdz, out=HW)
             if l > 0:
                 np.matmul(ws.ra[l - 1].T, dz, out=ws.tmp_w[l])
                 HW += ws.tmp_w[l]
-            np.sum(rdz, axis=0, out=hlayers[l][1])
+            column_sums(rdz, hlayers[l][1])
         if l == 0 and dx_out.shape[0] == 0:
             break  # no input gradient asked for: layer 0 needs no da
         da = ws.da[l]
