@@ -44,7 +44,13 @@ gradients with respect to the values actually used (``lr``, ``momentum``, ``b1``
 
 import numpy as np
 
+from ..kernels.momentum_adjoint import adjoint_after_hvp, adjoint_before_hvp
 from .losses import accumulate_term, checked_vjp, validation_start
+
+
+def as_floats(x):
+    """x as a contiguous float64 array (no copy when it is one already)."""
+    return np.ascontiguousarray(x, np.float64)
 
 
 def group_sums(values, group, n_groups):
@@ -99,16 +105,14 @@ class MomentumAdjoint(Adjoint):
         return loss
 
     def step_back(self, t, walk):
-        types = self.types
         (v_next,) = walk.state()
-        self.d_lr[t] = self.sums(self.dw * v_next)
-        self.dv += self.lr[t][types] * self.dw
+        u = np.empty_like(self.dv)
+        adjoint_before_hvp(self.dw, self.dv, v_next, self.types, self.lr[t], self.omg[t], self.d_lr[t], u)
         w_t = walk.back_point()
-        grad, hvp = self.vjp(w_t, t, self.omg[t][types] * self.dv, -1)
+        grad, hvp = self.vjp(w_t, t, u, -1)
         (v_t,) = walk.back_state(grad)
-        self.d_g[t] = self.sums(self.dv * (v_t + grad))
-        self.dw -= hvp
-        self.dv *= self.g[t][types]
+        adjoint_after_hvp(self.dw, self.dv, v_t, as_floats(grad), as_floats(hvp), self.types, self.g[t],
+                          self.d_g[t])
 
     def grads(self, w0):
         lr, g = self.lr, self.g
