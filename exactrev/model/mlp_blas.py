@@ -11,8 +11,8 @@ function of (params, X, y, l2) in one process:
   over the summed dimension, so every element is reduced in the same order for any thread count
   (``tests/model/test_mlp_blas.py`` checks 1 and 2 BLAS threads and arrays at other addresses);
 - elementwise functions (numpy's ``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and
-  reductions (numpy's, and the bias gradients' ``kernels/column_sums.py``, serial) are fixed code for
-  given shapes.
+  reductions (numpy's, and the bias gradients' ``mlp_kernels.column_sums``, serial, in row order) are
+  fixed code for given shapes.
 
 What it does not promise is the same bits on another CPU or BLAS build (another kernel may order a
 product differently). A trajectory reversed where it was trained is exact; a buffer saved here and
@@ -28,9 +28,8 @@ import threading
 
 import numpy as np
 
-from ..kernels.column_sums import column_sums
 from ..kernels.tanh import tanh_and_slope
-from .mlp_kernels import ACT_TANH
+from .mlp_kernels import ACT_TANH, column_sums
 
 _LOCAL = threading.local()
 
@@ -151,14 +150,14 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         W = layers[l][0]
         prev = ws.a[l - 1] if l > 0 else X
         np.matmul(prev.T, dz, out=glayers[l][0])
-        column_sums(dz, glayers[l][1])
+        column_sums(dz, glayers[l][1], False)
         if want_r:
             HW = hlayers[l][0]
             np.matmul(prev.T, rdz, out=HW)
             if l > 0:
                 np.matmul(ws.ra[l - 1].T, dz, out=ws.tmp_w[l])
                 HW += ws.tmp_w[l]
-            column_sums(rdz, hlayers[l][1])
+            column_sums(rdz, hlayers[l][1], False)
         if l == 0 and dx_out.shape[0] == 0:
             break  # no input gradient asked for: layer 0 needs no da
         da = ws.da[l]
