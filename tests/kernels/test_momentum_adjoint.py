@@ -11,7 +11,8 @@ from exactrev.kernels.momentum_adjoint import adjoint_after_hvp, adjoint_before_
 def test_both_passes_match_numpy_bit_for_bit(n, groups, seed):
     rng = np.random.default_rng(seed)
     types = rng.integers(0, groups, n)
-    dw, dv, v_next, v_t, grad, hvp = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 6, n) for _ in range(6))
+    dw, dv, v_next, v_t, grad, hvp = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 6, n)
+                                      for _ in range(6))
     lr, omg, g = rng.uniform(0, 1, (3, groups))
     want_dlr = np.bincount(types, weights=dw * v_next, minlength=groups)
     want_dv = dv + lr[types] * dw

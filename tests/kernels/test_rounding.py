@@ -52,9 +52,10 @@ def test_non_finite_pass_through():
     assert list(fast[1:]) == [math.inf, -math.inf] == list(portable[1:])
 
 
-@given(st.lists(st.tuples(st.floats(-1e6, 1e6, allow_nan=False), st.floats(allow_nan=False, allow_infinity=False,
-                                                                             width=64)),
-                min_size=1, max_size=64))
+FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6, allow_nan=False), FINITE), min_size=1, max_size=64))
 def test_random_products_agree(pairs):
     coef, x = (np.array(col, np.float64) for col in zip(*pairs))
     fast, portable = _round_both(coef, x)

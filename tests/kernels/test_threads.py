@@ -49,7 +49,8 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
     bases = rng.integers(1, 65536, n)
     results = []
     for build in (lambda k: k, lambda k: threads.for_lanes(k, 1)):
-        decay, kick, pop = (build(k) for k in (group_rational_multiply_kernel, momentum_kick_kernel, pop_kernel))
+        kernels = (group_rational_multiply_kernel, momentum_kick_kernel, pop_kernel)
+        decay, kick, pop = (build(k) for k in kernels)
         w, v = w0.copy(), v0.copy()
         buf = InfoBuffer(n)
         buf.reserve(4 * steps + 8)
