@@ -52,25 +52,21 @@ C, E = TANH_SMALL, EXP_TAYLOR
 
 
 @nb.njit(error_model="numpy", inline="always", cache=True)
+def horner(coefs, x):
+    """coefs[0] + x (coefs[1] + x (...)): the polynomial with coefficients from degree 0 up."""
+    p = coefs[len(coefs) - 1]
+    for i in range(len(coefs) - 2, -1, -1):
+        p = p * x + coefs[i]
+    return p
+
+
+@nb.njit(error_model="numpy", inline="always", cache=True)
 def exp_neg(y):
     """e**-y for 0 <= y <= Y_CAP (NaN gives NaN)."""
     k = np.int32(y * INV_LN2 + 0.5)
     kf = np.float64(k)
     r = (kf * LN2_HI - y) + kf * LN2_LO
-    p = E[13]
-    p = p * r + E[12]
-    p = p * r + E[11]
-    p = p * r + E[10]
-    p = p * r + E[9]
-    p = p * r + E[8]
-    p = p * r + E[7]
-    p = p * r + E[6]
-    p = p * r + E[5]
-    p = p * r + E[4]
-    p = p * r + E[3]
-    p = p * r + E[2]
-    p = p * r + E[1]
-    p = p * r + E[0]
+    p = horner(E, r)
     scale = 1.0
     scale *= 0.5 if k & 1 else 1.0
     scale *= 0.25 if k & 2 else 1.0
@@ -87,19 +83,7 @@ def tanh_lane(x):
     around it has no branch and vectorises."""
     ax = abs(x)
     s = ax * ax
-    p = C[12]
-    p = p * s + C[11]
-    p = p * s + C[10]
-    p = p * s + C[9]
-    p = p * s + C[8]
-    p = p * s + C[7]
-    p = p * s + C[6]
-    p = p * s + C[5]
-    p = p * s + C[4]
-    p = p * s + C[3]
-    p = p * s + C[2]
-    p = p * s + C[1]
-    p = p * s + C[0]
+    p = horner(C, s)
     small = ax + ax * s * p
     y = 2.0 * ax
     y = Y_CAP if y > Y_CAP else y  # keeps NaN
