@@ -414,17 +414,26 @@ def build_lanes(jit, mulhi_shr=None, rint=None):
         return w - np.int64(dw), np.int64(ERR_OK)
 
     @jit
+    def gradient_term_lane(v, omg_scale, grad, sign):
+        """v + sign round((1-g) grad scale), sign +1 or -1: (v', err); err for a NaN or infinite grad
+        or a result outside the fixed-point range (v returned unchanged)."""
+        if not math.isfinite(grad):
+            return v, np.int64(ERR_GRAD_NOT_FINITE)
+        gterm = rounded_product(omg_scale, grad)
+        if not fixed_in_range(gterm):
+            return v, np.int64(ERR_VELOCITY_RANGE)
+        x = v + np.int64(sign) * np.int64(gterm)
+        if abs(x) > MAX_MAGNITUDE:
+            return v, np.int64(ERR_VELOCITY_RANGE)
+        return x, np.int64(ERR_OK)
+
+    @jit
     def kick_lane(w, v, omg_scale, lr, grad):
         """The gradient's half of a forward step, after v <- v n/d: v <- v - round((1-g) grad scale),
         then w <- w + round(a v). Returns (w', v', err); w and v unchanged with an error."""
-        if not math.isfinite(grad):
-            return w, v, np.int64(ERR_GRAD_NOT_FINITE)
-        gterm = rounded_product(omg_scale, grad)
-        if not fixed_in_range(gterm):
-            return w, v, np.int64(ERR_VELOCITY_RANGE)
-        x = v - np.int64(gterm)
-        if abs(x) > MAX_MAGNITUDE:
-            return w, v, np.int64(ERR_VELOCITY_RANGE)
+        x, err = gradient_term_lane(v, omg_scale, grad, -1)
+        if err != ERR_OK:
+            return w, v, err
         dw = rounded_product(lr, x)
         if not fixed_in_range(dw) or abs(w + np.int64(dw)) > MAX_MAGNITUDE:
             return w, v, np.int64(ERR_WEIGHT_RANGE)
@@ -437,12 +446,10 @@ def build_lanes(jit, mulhi_shr=None, rint=None):
         wn, err = weights_back_lane(w, v, lr)
         if err != ERR_OK:
             return w, v, err
-        if not math.isfinite(grad):
-            return w, v, np.int64(ERR_GRAD_NOT_FINITE)
-        gterm = rounded_product(omg_scale, grad)
-        if not fixed_in_range(gterm) or abs(v + np.int64(gterm)) > MAX_MAGNITUDE:
-            return w, v, np.int64(ERR_VELOCITY_RANGE)
-        return wn, v + np.int64(gterm), np.int64(ERR_OK)
+        x, err = gradient_term_lane(v, omg_scale, grad, 1)
+        if err != ERR_OK:
+            return w, v, err
+        return wn, x, np.int64(ERR_OK)
 
     @jit
     def momentum_forward_lane(w, v, s, count, top, code_num, code_den, omg_scale, lr, grad):
@@ -460,12 +467,10 @@ def build_lanes(jit, mulhi_shr=None, rint=None):
     @jit
     def velocity_back_lane(v, s, count, top, code_num, code_den, omg_scale, grad):
         """Second half: v <- (v + round((1-g) grad scale)) / g; returns (v', s, dcount, wrote, word, err)."""
-        if not math.isfinite(grad):
-            return v, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_GRAD_NOT_FINITE)
-        gterm = rounded_product(omg_scale, grad)
-        if not fixed_in_range(gterm) or abs(v + np.int64(gterm)) > MAX_MAGNITUDE:
-            return v, s, np.int64(0), np.int64(0), np.int64(0), np.int64(ERR_VELOCITY_RANGE)
-        return rational_divide_lane(v + np.int64(gterm), s, count, top, code_num, code_den)
+        x, err = gradient_term_lane(v, omg_scale, grad, 1)
+        if err != ERR_OK:
+            return v, s, np.int64(0), np.int64(0), np.int64(0), err
+        return rational_divide_lane(x, s, count, top, code_num, code_den)
 
     @jit
     def nearest_multiply(x, n, d, inv_d):
