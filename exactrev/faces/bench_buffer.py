@@ -20,12 +20,7 @@ DEFAULT_G = Fraction(9, 10)
 
 def best_time(fn, repeat):
     """Shortest wall time of ``repeat`` calls of fn(), in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_times((fn,), repeat)[0]
 
 
 def best_times(fns, repeat):
@@ -79,10 +74,7 @@ def ns_per_weight_step(n_weights, depth, g=DEFAULT_G, repeat=25, seed=0, ours_wi
     """
     ours = _ours_window(n_weights, depth, g, ours_window, repeat, seed)
     base = _bigint_window(n_weights, depth, g, bigint_window, seed)
-    best_ours = best_base = float("inf")
-    for _ in range(repeat):
-        best_ours = min(best_ours, best_time(ours, 1))
-        best_base = min(best_base, best_time(base, 1))
+    best_ours, best_base = best_times((ours, base), repeat)
     return (best_ours / (ours_window * n_weights) * 1e9,
             best_base / (bigint_window * n_weights) * 1e9)
 

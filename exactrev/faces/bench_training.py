@@ -68,8 +68,7 @@ def forward_times(steps=100, repeat=3):
     prob = PaperProblem(steps)
     prob.forward_reversible()  # compile
     prob.forward_float()
-    rev, flt = best_times((prob.forward_reversible, prob.forward_float), repeat)  # alternately
-    return rev, flt
+    return tuple(best_times((prob.forward_reversible, prob.forward_float), repeat))  # alternately
 
 
 def reverse_over_forward(steps=100, repeat=2):
