@@ -7,9 +7,12 @@ function of (params, X, y, l2) in one process:
 - the gradient is computed by the same sequence of numpy calls, on arrays of the same shapes and
   memory layouts, whether or not the R-images are asked for, so ``grad`` and ``grad_and_vjp`` agree
   bit for bit;
-- OpenBLAS's ``dgemm`` splits work between threads over the rows and columns of the product, never
-  over the summed dimension, so every element is reduced in the same order for any thread count
-  (``tests/model/test_mlp_blas.py`` checks 1 and 2 BLAS threads and arrays at other addresses);
+- every product runs on one BLAS thread (``blas_threads.single_thread_blas``): a threaded OpenBLAS
+  sums long products in another order than a serial one, so its bits would follow the thread
+  setting. Threads share the batch instead, in fixed chunks of at most ``CHUNK_ROWS`` rows whose
+  outputs are added in chunk order, so every float is the same for any thread count
+  (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches over a chunk, a 2000-wide layer,
+  and arrays at other addresses);
 - elementwise functions (numpy's ``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and
   reductions (numpy's, and the bias gradients' ``mlp_kernels.column_sums``, serial, in row order) are
   fixed code for given shapes.
@@ -25,11 +28,22 @@ the heap on every step.
 """
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
+from .blas_threads import single_thread_blas
 from .mlp_kernels import ACT_TANH, column_sums
+
+CHUNK_ROWS = 256
+"""Most batch rows in one chunk of a pass: at most this many terms in a weight gradient's BLAS sum
+(OpenBLAS blocks longer sums differently in its serial and threaded drivers, ``blas_threads``), and
+the unit of work that threads share."""
+SPLIT_FROM = 1 << 22
+"""Multiply-adds of a product from which it is computed in column blocks that threads share."""
+BLOCK_COLS = 256
 
 _LOCAL = threading.local()
 
@@ -78,20 +92,20 @@ def _layers(flat, sizes):
     return out
 
 
-def _forward(ws, layers, vlayers, act, X, want_r):
+def _forward(ws, layers, vlayers, act, X, want_r, share=1):
     """z_l, a_l, phi'(z_l) and, with want_r, the R-images rz_l, ra_l along vec, into ws."""
     L = len(layers)
     prev, rprev = X, None
     for l, (W, b) in enumerate(layers):
         z = ws.z[l]
-        np.matmul(prev, W, out=z)
+        _matmul(prev, W, z, share)
         z += b
         if want_r:
             V, vb = vlayers[l]
             rz = ws.rz[l]
-            np.matmul(prev, V, out=rz)
+            _matmul(prev, V, rz, share)
             if l > 0:
-                np.matmul(rprev, W, out=ws.tmp_out[l])
+                _matmul(rprev, W, ws.tmp_out[l], share)
                 rz += ws.tmp_out[l]
             rz += vb
         if l == L - 1:
@@ -111,17 +125,103 @@ def _forward(ws, layers, vlayers, act, X, want_r):
 def mlp_predict(params, sizes, act, X):
     """Logits float64[B, n_L] of the MLP at params for inputs X (a new array)."""
     ws = _workspace(sizes, X.shape[0])
-    return _forward(ws, _layers(params, sizes), None, act, X, False).copy()
+    with single_thread_blas():
+        return _forward(ws, _layers(params, sizes), None, act, X, False, nb.get_num_threads()).copy()
+
+
+def _matmul(a, b, out, share):
+    """out = a @ b on one BLAS thread; a product of ``SPLIT_FROM`` multiply-adds or more is cut into
+    column blocks of ``BLOCK_COLS`` (by its shape alone), which ``share`` threads compute."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m * k * n < SPLIT_FROM or n <= BLOCK_COLS:
+        np.matmul(a, b, out=out)
+        return
+    blocks = range(0, n, BLOCK_COLS)
+    share = min(share, len(blocks))  # block i runs on thread i % share (0: this one)
+
+    def run(j):
+        for c in blocks[j::share]:
+            np.matmul(a, b[:, c:c + BLOCK_COLS], out=out[:, c:c + BLOCK_COLS])
+    later = [_pool(share - 1, "block").submit(run, j) for j in range(1, share)]
+    run(0)
+    for f in later:
+        f.result()
+
+
+def chunk_bounds(B):
+    """Row bounds [0, ..., B] of the batch's chunks: ceil(B / CHUNK_ROWS) chunks as equal as can be."""
+    n = max(1, -(-B // CHUNK_ROWS))
+    return [B * i // n for i in range(n + 1)]
+
+
+_POOLS = {}
+
+
+def _pool(workers, kind="chunk"):
+    """A thread pool of ``workers`` threads for chunks of a batch or blocks of a product (two kinds,
+    so that a chunk waiting for its blocks never waits for its own pool)."""
+    pool = _POOLS.get((workers, kind))
+    if pool is None:
+        pool = _POOLS[workers, kind] = ThreadPoolExecutor(workers, thread_name_prefix=f"exactrev-{kind}")
+    return pool
 
 
 def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out):
-    """``mlp_kernels.mlp_pass`` (same arguments, same outputs) with BLAS matrix products."""
-    L = len(sizes) - 1
+    """``mlp_kernels.mlp_pass`` (same arguments, same outputs) with BLAS matrix products.
+
+    The batch is cut into ``chunk_bounds(B)`` row chunks; each chunk's pass runs on one BLAS thread,
+    chunks beyond the first in a pool of ``numba.get_num_threads() - 1`` Python threads, and the
+    loss and parameter-space outputs are summed in chunk order; a pass of one chunk shares the column
+    blocks of its large products instead (``_matmul``). So the result depends on the shapes only, not
+    on how many threads there are."""
     B = X.shape[0]
-    ws = _workspace(sizes, B)
+    bounds = chunk_bounds(B)
+    rows = list(zip(bounds[:-1], bounds[1:]))
+    want_dx = dx_out.shape[0] > 0
+    P = params.shape[0]
+    threads = nb.get_num_threads()
+    share = min(len(rows), threads)  # chunk k runs on thread k % share (0: this one)
+
+    def run(k):
+        lo, hi = rows[k]
+        g, h = (grad_out, hvp_out) if k == 0 else (np.empty(P), np.empty(P))
+        dx, rdx = (dx_out[lo:hi], rdx_out[lo:hi]) if want_dx else (dx_out, rdx_out)
+        data = _chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx, rdx,
+                           threads if len(rows) == 1 else 1)
+        return data, g, h
+
+    def run_share(j):
+        return [(k, run(k)) for k in range(j, len(rows), share)]
+    with single_thread_blas():  # held until every chunk is done, the penalty's dot product included
+        shares = [_pool(share - 1).submit(run_share, j) for j in range(1, share)]
+        done = dict(run_share(0))
+        for f in shares:
+            done.update(f.result())
+        data = done[0][0]
+        for k in range(1, len(rows)):  # chunk order: the same sums for any thread count
+            data += done[k][0]
+            if want_grad:
+                grad_out += done[k][1]
+                if want_r:
+                    hvp_out += done[k][2]
+        loss = data / B + 0.5 * float(np.dot(l2 * params, params))
+    if want_grad:
+        grad_out += l2 * params
+        if want_r:
+            hvp_out += l2 * vec
+    return loss
+
+
+def _chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out,
+                share=1):
+    """One chunk of ``mlp_pass``: the sum over its rows of the data loss, and (want_grad) their
+    shares of the outputs, each row's loss divided by the whole batch's size B; no penalty term."""
+    L = len(sizes) - 1
+    ws = _workspace(sizes, X.shape[0])
     layers = _layers(params, sizes)
     vlayers = _layers(vec, sizes) if want_r else None
-    logits = _forward(ws, layers, vlayers, act, X, want_r)
+    logits = _forward(ws, layers, vlayers, act, X, want_r, share)
     # softmax cross-entropy: probs = exp(z - max) / tot, loss = mean(log tot + max - z_y)
     mx, tot, probs, rows = ws.mx, ws.tot, ws.probs, ws.rows
     np.max(logits, axis=1, keepdims=True, out=mx)
@@ -129,10 +229,9 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     np.exp(probs, out=probs)
     np.sum(probs, axis=1, keepdims=True, out=tot)
     np.divide(probs, tot, out=probs)
-    loss = float((np.log(tot[:, 0]) + mx[:, 0] - logits[rows, y]).sum() / B
-                 + 0.5 * np.dot(l2 * params, params))
+    data = float((np.log(tot[:, 0]) + mx[:, 0] - logits[rows, y]).sum())
     if not want_grad:
-        return loss
+        return data
     dz = ws.dz[L - 1]
     np.copyto(dz, probs)
     dz[rows, y] -= 1.0
@@ -149,23 +248,23 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     for l in range(L - 1, -1, -1):
         W = layers[l][0]
         prev = ws.a[l - 1] if l > 0 else X
-        np.matmul(prev.T, dz, out=glayers[l][0])
+        _matmul(prev.T, dz, glayers[l][0], share)
         column_sums(dz, glayers[l][1], False)
         if want_r:
             HW = hlayers[l][0]
-            np.matmul(prev.T, rdz, out=HW)
+            _matmul(prev.T, rdz, HW, share)
             if l > 0:
-                np.matmul(ws.ra[l - 1].T, dz, out=ws.tmp_w[l])
+                _matmul(ws.ra[l - 1].T, dz, ws.tmp_w[l], share)
                 HW += ws.tmp_w[l]
             column_sums(rdz, hlayers[l][1], False)
         if l == 0 and dx_out.shape[0] == 0:
             break  # no input gradient asked for: layer 0 needs no da
         da = ws.da[l]
-        np.matmul(dz, W.T, out=da)
+        _matmul(dz, W.T, da, share)
         if want_r:
             rda = ws.rda[l]
-            np.matmul(rdz, W.T, out=rda)
-            np.matmul(dz, vlayers[l][0].T, out=ws.tmp_in[l])
+            _matmul(rdz, W.T, rda, share)
+            _matmul(dz, vlayers[l][0].T, ws.tmp_in[l], share)
             rda += ws.tmp_in[l]
         if l == 0:
             dx_out[:, :] = da
@@ -186,7 +285,4 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
                 new_rdz += t
             rdz = new_rdz
         dz = new_dz
-    grad_out += l2 * params
-    if want_r:
-        hvp_out += l2 * vec
-    return loss
+    return data

@@ -57,6 +57,63 @@ def test_the_bits_do_not_depend_on_blas_or_numba_threads():
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("sizes,batch", [((64, 50, 50, 10), 300), ((20, 30, 5), 700), ((60, 2000, 10), 40)])
+def test_long_sums_and_wide_layers_have_the_same_bits_for_any_thread_count(sizes, batch):
+    """Shapes where a threaded BLAS sums in another order (256+ batch rows in a weight gradient, a
+    layer 2000 wide): the pass keeps BLAS on one thread and shares fixed row chunks and column
+    blocks instead."""
+    from exactrev.model import mlp_blas
+
+    (net, loops), p, X, y, l2, vec = _problem(sizes, "tanh", 6, batch)
+    split = batch * sizes[0] * sizes[1] >= mlp_blas.SPLIT_FROM and sizes[1] > mlp_blas.BLOCK_COLS
+    assert split or len(mlp_blas.chunk_bounds(batch)) > 2  # each case exercises one of the two
+    outs = []
+    for k in THREAD_COUNTS:
+        with num_threads(k):
+            outs.append((net.loss(p, X, y, l2), net.loss_grad(p, X, y, l2), net.grad_hvp(p, X, y, vec, l2)))
+    for loss, lg, gh in outs[1:]:
+        assert loss == outs[0][0]
+        np.testing.assert_array_equal(lg[1], outs[0][1][1])
+        for got, want in zip(gh, outs[0][2]):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(outs[0][1][1], outs[0][2][1])  # with or without the HVP
+    want = loops.grad_hvp(p, X, y, vec, l2)  # chunks and column blocks compute the same quantities
+    for got, ref in zip(outs[0][2][1:], want[1:]):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(ref).max()))
+
+
+def test_chunks_cover_the_batch_in_order_with_at_most_chunk_rows_each():
+    from exactrev.model.mlp_blas import CHUNK_ROWS, chunk_bounds
+
+    for B in (1, 2, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 7, 10 ** 5):
+        b = chunk_bounds(B)
+        sizes = np.diff(b)
+        assert b[0] == 0 and b[-1] == B and sizes.min() >= 1 and sizes.max() <= CHUNK_ROWS
+        assert sizes.max() - sizes.min() <= 1
+    assert chunk_bounds(0) == [0, 0]
+
+
+def test_a_pass_leaves_the_blas_thread_count_as_it_found_it():
+    from threadpoolctl import threadpool_limits
+
+    from exactrev.model.blas_threads import blas_threads, single_thread_blas
+
+    (net, _), p, X, y, l2, vec = _problem((6, 7, 4), "tanh", 7, 600)
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        net.grad_hvp(p, X, y, vec, l2)
+        assert blas_threads() == before
+        with single_thread_blas():
+            with single_thread_blas():
+                assert set(blas_threads()) <= {1}
+            assert set(blas_threads()) <= {1}
+        assert blas_threads() == before
+        with pytest.raises(ValueError):
+            with single_thread_blas():
+                raise ValueError("left through an exception")
+        assert blas_threads() == before
+
+
 def _at_offset(a, shift):
     """A copy of a whose data starts ``shift`` float64s into a fresh allocation (another alignment)."""
     raw = np.empty(a.size + 8)

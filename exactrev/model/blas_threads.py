@@ -1,0 +1,57 @@
+"""One BLAS thread inside an MLP pass, so that a product's bits do not depend on a thread setting.
+
+A threaded BLAS does not promise the same floats for every thread count. OpenBLAS 0.3 (numpy's wheels)
+blocks the summed dimension of ``dgemm`` differently in its threaded and serial drivers: on a 2-core
+machine ``A.T @ D`` with 256 or more summed rows, or a (50, 64) @ (64, 2000) product, differed in the
+last bits between 1 and 2 threads. The BLAS pass (``mlp_blas``) therefore runs every product on one
+BLAS thread, whatever the user set, and gets its parallelism from fixed row chunks of the batch that
+Python threads share out (``mlp_blas.CHUNK_ROWS``): which thread computes a chunk does not change it.
+
+``single_thread_blas()`` is a context manager: the first pass to enter sets every BLAS library that
+threadpoolctl finds to one thread, the last to leave restores the counts it found, so passes in
+several Python threads at once nest. A BLAS whose threads cannot be set (none found) is left as it
+is; then its own determinism is all there is (documented in docs/engine.md). One BLAS thread also
+keeps a waiting BLAS thread from spinning on a core that a busy machine's other processes need.
+"""
+
+import contextlib
+import threading
+
+_LOCK = threading.Lock()
+_STATE = {"depth": 0, "saved": None, "controllers": None}
+
+
+def _controllers():
+    """The threadpoolctl controllers of the BLAS libraries loaded now (found once)."""
+    if _STATE["controllers"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _STATE["controllers"] = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:  # pragma: no cover - threadpoolctl missing or a library it cannot read
+            _STATE["controllers"] = []
+    return _STATE["controllers"]
+
+
+@contextlib.contextmanager
+def single_thread_blas():
+    """Run the block with every BLAS library on one thread (see the module docstring)."""
+    with _LOCK:
+        if _STATE["depth"] == 0:
+            ctls = _controllers()
+            _STATE["saved"] = [c.get_num_threads() for c in ctls]
+            for c in ctls:
+                c.set_num_threads(1)
+        _STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _STATE["depth"] -= 1
+            if _STATE["depth"] == 0:
+                for c, n in zip(_controllers(), _STATE["saved"]):
+                    c.set_num_threads(n)
+
+
+def blas_threads():
+    """[threads] of every BLAS library found: what a product outside a pass would use."""
+    return [c.get_num_threads() for c in _controllers()]
