@@ -118,3 +118,36 @@ def test_bad_settings_are_refused_by_name():
         TuneConfig(width=(50, 10)).check()
     with pytest.raises(ValueError, match="larger than the 100 training examples"):
         TuneConfig(batches=(200,), n_train=100).check()
+
+
+def test_opening_a_study_whose_tables_another_process_is_creating_tries_again(tmp_path, monkeypatch):
+    """Two processes opening a new database at once: the later one's "table already exists" is met by
+    opening again; any other failure, or the same one on every try, is raised."""
+    import optuna
+
+    from exactrev.faces import tune
+
+    real, calls, failures = optuna.storages.RDBStorage, [], []
+
+    class Racing(real):
+        """RDBStorage that first fails with each message left in ``failures``."""
+
+        def __init__(self, *args, **kwargs):
+            calls.append(1)
+            if failures:
+                raise RuntimeError(failures.pop(0))
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", Racing)
+    failures.append("(sqlite3.OperationalError) table studies already exists")
+    study = open_study(storage_url(tmp_path), "exactrev")
+    assert len(calls) == 2 and study.study_name == "exactrev"
+
+    failures[:] = ["table studies already exists"] * tune.SCHEMA_TRIES
+    with pytest.raises(RuntimeError, match="already exists"):
+        open_study(storage_url(tmp_path), "exactrev")
+
+    calls.clear()
+    failures[:] = ["disk I/O error"]
+    with pytest.raises(RuntimeError, match="disk I/O"):
+        open_study(storage_url(tmp_path), "exactrev")
+    assert len(calls) == 1 and tune.SCHEMA_TRIES > 1

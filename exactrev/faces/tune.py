@@ -60,6 +60,9 @@ class TuneConfig:
             raise ValueError(f"a batch of {max(self.batches)} is larger than the {self.n_train} training examples")
 
 
+SCHEMA_TRIES = 5
+
+
 def storage_url(folder, storage=None):
     """``storage``, or SQLite in ``folder/study.db``."""
     return storage or "sqlite:///" + os.path.abspath(os.path.join(folder, "study.db"))
@@ -75,10 +78,19 @@ def open_study(url, name, create=True, startup=4, warmup=3):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)   # the heartbeat
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30,
-                                             grace_period=120)
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)   # the heartbeat
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30,
+                                                     grace_period=120)
+            break
+        except Exception as exc:
+            # two processes opening a new database at once both create its tables; the later one
+            # fails with "table ... already exists" and, tried again, finds them
+            if "already exists" not in str(exc) or attempt == SCHEMA_TRIES - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
     if not create:
         return optuna.load_study(study_name=name, storage=storage)
     return optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
