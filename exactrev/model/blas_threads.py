@@ -4,8 +4,9 @@ A threaded BLAS does not promise the same floats for every thread count. OpenBLA
 blocks the summed dimension of ``dgemm`` differently in its threaded and serial drivers: on a 2-core
 machine ``A.T @ D`` with 256 or more summed rows, or a (50, 64) @ (64, 2000) product, differed in the
 last bits between 1 and 2 threads. The BLAS pass (``mlp_blas``) therefore runs every product on one
-BLAS thread, whatever the user set, and gets its parallelism from fixed row chunks of the batch that
-Python threads share out (``mlp_blas.CHUNK_ROWS``): which thread computes a chunk does not change it.
+BLAS thread, whatever the user set, and gets its parallelism from units fixed by the shapes, which
+Python threads share out: row chunks of the batch (``mlp_blas.CHUNK_ROWS``) and column blocks of large
+products (``mlp_blas.BLOCK_COLS``). Which thread computes a unit does not change it.
 
 ``single_thread_blas()`` is a context manager: the first pass to enter sets every BLAS library that
 threadpoolctl finds to one thread, the last to leave restores the counts it found, so passes in
