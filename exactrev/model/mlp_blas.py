@@ -137,16 +137,12 @@ def _matmul(a, b, out, share):
     if m * k * n < SPLIT_FROM or n <= BLOCK_COLS:
         np.matmul(a, b, out=out)
         return
-    blocks = range(0, n, BLOCK_COLS)
-    share = min(share, len(blocks))  # block i runs on thread i % share (0: this one)
+    cols = range(0, n, BLOCK_COLS)
 
-    def run(j):
-        for c in blocks[j::share]:
-            np.matmul(a, b[:, c:c + BLOCK_COLS], out=out[:, c:c + BLOCK_COLS])
-    later = [_pool(share - 1, "block").submit(run, j) for j in range(1, share)]
-    run(0)
-    for f in later:
-        f.result()
+    def block(i):
+        c = cols[i]
+        np.matmul(a, b[:, c:c + BLOCK_COLS], out=out[:, c:c + BLOCK_COLS])
+    in_threads(block, len(cols), share, "block")
 
 
 def chunk_bounds(B):
@@ -156,15 +152,32 @@ def chunk_bounds(B):
 
 
 _POOLS = {}
+_POOLS_LOCK = threading.Lock()
 
 
-def _pool(workers, kind="chunk"):
+def _pool(workers, kind):
     """A thread pool of ``workers`` threads for chunks of a batch or blocks of a product (two kinds,
     so that a chunk waiting for its blocks never waits for its own pool)."""
-    pool = _POOLS.get((workers, kind))
-    if pool is None:
-        pool = _POOLS[workers, kind] = ThreadPoolExecutor(workers, thread_name_prefix=f"exactrev-{kind}")
+    with _POOLS_LOCK:
+        pool = _POOLS.get((workers, kind))
+        if pool is None:
+            pool = _POOLS[workers, kind] = ThreadPoolExecutor(workers, thread_name_prefix=f"exactrev-{kind}")
     return pool
+
+
+def in_threads(fn, count, threads, kind):
+    """[fn(0), ..., fn(count - 1)], unit i computed on thread i % share (share = min(count, threads);
+    thread 0 is the caller, the others a ``kind`` pool). A unit's result does not depend on its thread."""
+    share = min(count, threads)
+
+    def units(j):
+        return [fn(i) for i in range(j, count, share)]
+    later = [_pool(share - 1, kind).submit(units, j) for j in range(1, share)]
+    out = [None] * count
+    out[0::share] = units(0)
+    for j, f in enumerate(later, 1):
+        out[j::share] = f.result()
+    return out
 
 
 def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out):
@@ -181,7 +194,6 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     want_dx = dx_out.shape[0] > 0
     P = params.shape[0]
     threads = nb.get_num_threads()
-    share = min(len(rows), threads)  # chunk k runs on thread k % share (0: this one)
 
     def run(k):
         lo, hi = rows[k]
@@ -191,13 +203,8 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
                            threads if len(rows) == 1 else 1)
         return data, g, h
 
-    def run_share(j):
-        return [(k, run(k)) for k in range(j, len(rows), share)]
     with single_thread_blas():  # held until every chunk is done, the penalty's dot product included
-        shares = [_pool(share - 1).submit(run_share, j) for j in range(1, share)]
-        done = dict(run_share(0))
-        for f in shares:
-            done.update(f.result())
+        done = in_threads(run, len(rows), threads, "chunk")
         data = done[0][0]
         for k in range(1, len(rows)):  # chunk order: the same sums for any thread count
             data += done[k][0]
