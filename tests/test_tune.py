@@ -53,7 +53,8 @@ def test_a_study_killed_mid_trial_resumes_with_every_finished_trial_intact(tmp_p
     cmd = [sys.executable, "-m", "exactrev.faces.cli", "tune", "--trials", "6", "--meta-iters", "4",
            "--n-train", "100", "--n-valid", "60", "--optimizers", "sgd", "--batches", "20", "--out", str(tmp_path),
            "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errors = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline and proc.poll() is None:
@@ -64,7 +65,9 @@ def test_a_study_killed_mid_trial_resumes_with_every_finished_trial_intact(tmp_p
                 break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(finished) >= 2, "the study did not get far enough to be killed"
+    errors.seek(0)
+    assert len(finished) >= 2, f"the study did not get far enough to be killed:\n{errors.read()[-3000:]}"
+    errors.close()
     before = {t.number: (t.value, t.params) for t in _trials(tmp_path) if t.state.name == "COMPLETE"}
     run_tune(TuneConfig(trials=6, meta_iters=4, n_train=100, n_valid=60, optimizers=("sgd",), batches=(20,)),
              tmp_path, **QUIET)
@@ -151,3 +154,34 @@ def test_opening_a_study_whose_tables_another_process_is_creating_tries_again(tm
     with pytest.raises(RuntimeError, match="disk I/O"):
         open_study(storage_url(tmp_path), "exactrev")
     assert len(calls) == 1 and tune.SCHEMA_TRIES > 1
+
+
+def _open_each(folders, barrier, results):
+    """Open the study in each of ``folders``, all processes starting each one together."""
+    for folder in folders:
+        barrier.wait()
+        try:
+            open_study(storage_url(folder), "exactrev")
+            results.put("ok")
+        except Exception as exc:
+            results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_one_new_database_at_the_same_moment_all_get_the_study(tmp_path):
+    """Four processes create the same new SQLite study together, ten times over: the losers of the table
+    creation and of the schema-version stamp open it again instead of failing."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    folders = [tmp_path / str(i) for i in range(10)]
+    for folder in folders:
+        folder.mkdir()
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_each, args=(folders, barrier, results)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    got = [results.get(timeout=120) for _ in range(4 * len(folders))]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert got == ["ok"] * len(got), [g for g in got if g != "ok"][:3]
+    assert all(len(open_study(storage_url(f), "exactrev").get_trials()) == 0 for f in folders)

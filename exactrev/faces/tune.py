@@ -68,6 +68,16 @@ def storage_url(folder, storage=None):
     return storage or "sqlite:///" + os.path.abspath(os.path.join(folder, "study.db"))
 
 
+def _created_meanwhile(exc):
+    """Whether ``exc`` is what opening a new database raises when another process creates its schema at
+    the same moment: both create the tables (the later one: "table ... already exists") and both stamp
+    the schema version (the later one: a unique-constraint violation, ``sqlalchemy.exc.IntegrityError``).
+    Opened again, the database is found complete."""
+    import sqlalchemy.exc
+
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+
+
 def open_study(url, name, create=True, startup=4, warmup=3):
     """The study ``name`` in ``url`` (created if missing, resumed if it exists): minimise, median pruner
     (no pruning in the first ``startup`` trials, nor in a trial's first ``warmup`` meta-iterations).
@@ -86,9 +96,7 @@ def open_study(url, name, create=True, startup=4, warmup=3):
                                                      grace_period=120)
             break
         except Exception as exc:
-            # two processes opening a new database at once both create its tables; the later one
-            # fails with "table ... already exists" and, tried again, finds them
-            if "already exists" not in str(exc) or attempt == SCHEMA_TRIES - 1:
+            if not _created_meanwhile(exc) or attempt == SCHEMA_TRIES - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
     if not create:
