@@ -172,7 +172,7 @@ def test_processes_opening_one_new_database_at_the_same_moment_all_get_the_study
     creation and of the schema-version stamp open it again instead of failing."""
     import multiprocessing
 
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # fork would copy JAX's and the pools' threads
     folders = [tmp_path / str(i) for i in range(10)]
     for folder in folders:
         folder.mkdir()
