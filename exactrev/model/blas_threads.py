@@ -23,9 +23,11 @@ _STATE = {"depth": 0, "saved": None, "controllers": None}
 
 
 def _controllers():
-    """The threadpoolctl controllers of the BLAS libraries loaded now (found once)."""
+    """The threadpoolctl controllers of the BLAS libraries (found once): numpy's, and scipy's, which
+    Numba's ``np.dot`` calls (``mlp_fused``); scipy's is loaded here first, so that it is found."""
     if _STATE["controllers"] is None:
         try:
+            import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba's np.dot calls)
             from threadpoolctl import ThreadpoolController
             _STATE["controllers"] = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:  # pragma: no cover - threadpoolctl missing or a library it cannot read

@@ -35,9 +35,10 @@ import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
 from .blas_threads import single_thread_blas
+from .mlp_fused import chunk_pass, workspace_floats
 from .mlp_kernels import ACT_TANH, column_sums
 
-CHUNK_ROWS = 256
+CHUNK_ROWS = 128
 """Most batch rows in one chunk of a pass: at most this many terms in a weight gradient's BLAS sum
 (OpenBLAS blocks longer sums differently in its serial and threaded drivers, ``blas_threads``), and
 the unit of work that threads share."""
@@ -70,16 +71,18 @@ class _Workspace:
         self.rows = np.arange(B)
 
 
-def _workspace(sizes, B):
+def _workspace(sizes, B, compiled=False):
+    """This thread's scratch for (sizes, B): a ``_Workspace``, or with ``compiled`` the flat array
+    ``mlp_fused.chunk_pass`` carves its own from."""
     cache = getattr(_LOCAL, "spaces", None)
     if cache is None:
         cache = _LOCAL.spaces = {}
-    key = (tuple(int(n) for n in sizes), B)
+    key = (tuple(int(n) for n in sizes), B, compiled)
     ws = cache.get(key)
     if ws is None:
         if len(cache) >= 8:  # a few shapes per thread (train batch, validation set, ...)
             cache.clear()
-        ws = cache[key] = _Workspace(key[0], B)
+        ws = cache[key] = np.empty(workspace_floats(key[0], B)) if compiled else _Workspace(key[0], B)
     return ws
 
 
@@ -145,6 +148,13 @@ def _matmul(a, b, out, share):
     in_threads(block, len(cols), share, "block")
 
 
+def compiled_fits(sizes, rows):
+    """Whether a chunk of ``rows`` rows runs as one compiled call (``mlp_fused.chunk_pass``): when none
+    of its products reaches ``SPLIT_FROM`` multiply-adds (larger ones are shared out in column blocks
+    by ``_chunk_pass``). A function of the shapes alone, so the same chunk always takes the same path."""
+    return max(int(n) * int(m) for n, m in zip(sizes[:-1], sizes[1:])) * rows < SPLIT_FROM
+
+
 def chunk_bounds(B):
     """Row bounds [0, ..., B] of the batch's chunks: ceil(B / CHUNK_ROWS) chunks as equal as can be."""
     n = max(1, -(-B // CHUNK_ROWS))
@@ -199,8 +209,13 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         lo, hi = rows[k]
         g, h = (grad_out, hvp_out) if k == 0 else (np.empty(P), np.empty(P))
         dx, rdx = (dx_out[lo:hi], rdx_out[lo:hi]) if want_dx else (dx_out, rdx_out)
-        data = _chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx, rdx,
-                           threads if len(rows) == 1 else 1)
+        if compiled_fits(sizes, hi - lo):
+            work = _workspace(sizes, hi - lo, compiled=True)
+            data = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx, rdx,
+                              work)
+        else:
+            data = _chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx,
+                               rdx, threads if len(rows) == 1 else 1)
         return data, g, h
 
     with single_thread_blas():  # held until every chunk is done, the penalty's dot product included

@@ -161,3 +161,52 @@ def test_predictions_match_the_loop_kernels_and_are_the_callers_own():
     kept = logits.copy()
     mlp_blas.mlp_predict(p, net.sizes, 1, X + 1.0)  # same workspace, other inputs
     np.testing.assert_array_equal(logits, kept)
+
+
+@given(st.lists(st.integers(1, 30), min_size=2, max_size=4), st.sampled_from(["tanh", "relu"]),
+       st.integers(1, 40), st.booleans(), st.integers(0, 2 ** 31))
+def test_the_compiled_chunk_pass_computes_what_the_numpy_chunk_pass_does(widths, act, rows, want_r, seed):
+    """mlp_fused.chunk_pass (small products) and mlp_blas._chunk_pass (the path of large ones): the
+    same loss share, gradient, H @ vec, dL/dX and R{dL/dX} to rounding."""
+    from exactrev.model import mlp_blas, mlp_fused
+
+    sizes = np.array((*widths, 4), np.int64)
+    (net, _), p, X, y, _, vec = _problem(tuple(sizes), act, seed, rows)
+    act_code = 0 if act == "tanh" else 1
+    outs = []
+    for compiled in (True, False):
+        g, h, dx, rdx = np.zeros(p.size), np.zeros(p.size), np.zeros_like(X), np.zeros_like(X)
+        args = (p, sizes, act_code, X, y, 3 * rows, vec, True, want_r, g, h, dx, rdx)
+        if compiled:
+            loss = mlp_fused.chunk_pass(*args, np.empty(mlp_fused.workspace_floats(sizes, rows)))
+        else:
+            loss = mlp_blas._chunk_pass(*args)
+        outs.append((loss, g, h if want_r else None, dx, rdx if want_r else None))
+    assert outs[0][0] == pytest.approx(outs[1][0], rel=1e-12)
+    for got, want in zip(outs[0][1:], outs[1][1:]):
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(want).max()))
+
+
+def test_the_compiled_chunk_pass_refuses_a_workspace_too_small():
+    from exactrev.model import mlp_fused
+
+    sizes = np.array((5, 4, 3), np.int64)
+    (net, _), p, X, y, _, vec = _problem(tuple(sizes), "tanh", 0, 6)
+    g, h, e = np.zeros(p.size), np.zeros(p.size), X[:0]
+    work = np.empty(mlp_fused.workspace_floats(sizes, 6) - 1)
+    with pytest.raises(ValueError, match="smaller than workspace_floats"):
+        mlp_fused.chunk_pass(p, sizes, 0, X, y, 6, vec, True, True, g, h, e, e, work)
+
+
+def test_the_blas_numba_calls_is_among_the_libraries_held_to_one_thread():
+    """Numba's np.dot calls scipy's BLAS, a library apart from numpy's: single_thread_blas must find it."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    from exactrev.model import blas_threads
+
+    loaded = {c.filepath for c in ThreadpoolController().select(user_api="blas").lib_controllers}
+    assert loaded <= {c.filepath for c in blas_threads._controllers()}
+    with blas_threads.single_thread_blas():
+        assert set(blas_threads.blas_threads()) == {1}

@@ -1,0 +1,194 @@
+"""One chunk of the BLAS MLP pass compiled whole: ``mlp_blas``'s maths in a single Numba call.
+
+The same products as ``mlp_blas._chunk_pass`` (Numba's ``np.dot``, which calls scipy's BLAS ``dgemm``
+on one thread, ``blas_threads``) with the elementwise work between them fused into loops, compiled
+``nogil`` so that chunks on several Python threads run at once. For a network like the paper's
+(64-50-50-50-10, batch 200) the numpy version spends a third of its time in ~100 small numpy calls
+per gradient + HVP; here there is one call.
+
+Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has the derivation):
+
+    forward   z_l = a_{l-1} W_l + b_l,  a_l = phi(z_l),  phi'_l = phi'(z_l)
+              Rz_l = a_{l-1} V_l + Ra_{l-1} W_l + Vb_l,  Ra_l = phi'_l Rz_l
+    loss      sum_b log sum_j exp(z_bj - m_b) + m_b - z_{b,y_b}   (m_b = max_j z_bj; no 1/B_total)
+    output    dz = (p - onehot(y)) / B_total,  Rdz = p (Rz - sum_j p_j Rz_j) / B_total
+    backward  dW_l = a_{l-1}^T dz_l,  db_l = sum_b dz_l,  HW_l = a_{l-1}^T Rdz_l + Ra_{l-1}^T dz_l
+              da = dz_l W_l^T,  Rda = Rdz_l W_l^T + dz_l V_l^T
+              dz_{l-1} = da phi',  Rdz_{l-1} = Rda phi' + da phi'' Rz  (tanh: phi'' = -2 a phi')
+
+Every float is fixed by the shapes and the inputs: BLAS on one thread, loops in a fixed order
+(column sums in row order). Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done
+here (``mlp_blas`` shares them out in column blocks instead).
+"""
+
+import numba as nb
+import numpy as np
+
+from ..kernels.tanh import tanh_lane
+
+ACT_TANH = 0
+
+
+def workspace_floats(sizes, B):
+    """Floats of the scratch array a chunk of B rows needs: z, a, phi', Rz, Ra, dz, Rdz for every
+    layer, one layer's worth of output scratch, da, Rda and its scratch at the widest input, and
+    one weight matrix."""
+    sizes = [int(n) for n in sizes]
+    outs, ins = sizes[1:], sizes[:-1]
+    return 7 * B * sum(outs) + B * max(outs) + 3 * B * max(ins) + max(n * m for n, m in zip(ins, outs))
+
+
+@nb.njit(nogil=True, cache=True, error_model="numpy")
+def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, hvp, dx, rdx, work):
+    """The data loss summed over the chunk's rows (float), and with want_grad its shares of the
+    gradient, with want_r of H @ vec, and where dx has rows of dL/dX and R{dL/dX}, written into
+    grad, hvp, dx, rdx (module docstring). X float64[b, n_0] C-contiguous, y int[b], params and vec
+    float64[P], work float64[workspace_floats(sizes, b)]."""
+    L = sizes.shape[0] - 1
+    B = X.shape[0]
+    off = np.zeros(L + 1, np.int64)   # layer l's activations: [off[l], off[l + 1]) of a region
+    poff = np.zeros(L + 1, np.int64)  # layer l's parameters: W then b, [poff[l], poff[l + 1])
+    nmax, mmax, wmax = 0, 0, 0
+    for l in range(L):
+        n, m = sizes[l], sizes[l + 1]
+        off[l + 1] = off[l] + B * m
+        poff[l + 1] = poff[l] + n * m + m
+        nmax, mmax, wmax = max(nmax, n), max(mmax, m), max(wmax, n * m)
+    S = off[L]
+    if work.shape[0] < 7 * S + B * mmax + 3 * B * nmax + wmax:
+        raise ValueError("work is smaller than workspace_floats(sizes, rows)")
+    Z, A, DP, RZ = work[0:S], work[S:2 * S], work[2 * S:3 * S], work[3 * S:4 * S]
+    RA, DZ, RDZ = work[4 * S:5 * S], work[5 * S:6 * S], work[6 * S:7 * S]
+    o = 7 * S
+    TOUT = work[o:o + B * mmax]
+    o += B * mmax
+    DA, RDA, TIN = work[o:o + B * nmax], work[o + B * nmax:o + 2 * B * nmax], work[o + 2 * B * nmax:o + 3 * B * nmax]
+    TW = work[o + 3 * B * nmax:o + 3 * B * nmax + wmax]
+
+    for l in range(L):
+        n, m = sizes[l], sizes[l + 1]
+        W = params[poff[l]:poff[l] + n * m].reshape((n, m))
+        b = params[poff[l] + n * m:poff[l + 1]]
+        z = Z[off[l]:off[l + 1]].reshape((B, m))
+        prev = X if l == 0 else A[off[l - 1]:off[l]].reshape((B, n))
+        np.dot(prev, W, z)
+        for i in range(B):
+            for j in range(m):
+                z[i, j] += b[j]
+        if want_r:
+            V = vec[poff[l]:poff[l] + n * m].reshape((n, m))
+            vb = vec[poff[l] + n * m:poff[l + 1]]
+            rz = RZ[off[l]:off[l + 1]].reshape((B, m))
+            np.dot(prev, V, rz)
+            if l > 0:
+                t = TOUT[0:B * m].reshape((B, m))
+                np.dot(RA[off[l - 1]:off[l]].reshape((B, n)), W, t)
+                for i in range(B):
+                    for j in range(m):
+                        rz[i, j] += t[i, j]
+            for i in range(B):
+                for j in range(m):
+                    rz[i, j] += vb[j]
+        if l == L - 1:
+            break
+        zf, af, df = Z[off[l]:off[l + 1]], A[off[l]:off[l + 1]], DP[off[l]:off[l + 1]]
+        if act == ACT_TANH:
+            for k in range(zf.shape[0]):
+                t1 = tanh_lane(zf[k])
+                af[k] = t1
+                df[k] = 1.0 - t1 * t1
+        else:
+            for k in range(zf.shape[0]):
+                pos = zf[k] > 0.0
+                af[k] = zf[k] if pos else 0.0
+                df[k] = 1.0 if pos else 0.0
+        if want_r:
+            rzf, raf = RZ[off[l]:off[l + 1]], RA[off[l]:off[l + 1]]
+            for k in range(zf.shape[0]):
+                raf[k] = df[k] * rzf[k]
+
+    K = sizes[L]
+    logits = Z[off[L - 1]:off[L]].reshape((B, K))
+    dz = DZ[off[L - 1]:off[L]].reshape((B, K))
+    rdz = RDZ[off[L - 1]:off[L]].reshape((B, K))
+    rzl = RZ[off[L - 1]:off[L]].reshape((B, K))
+    data = 0.0
+    for i in range(B):
+        mx = logits[i, 0]
+        for j in range(1, K):
+            mx = max(mx, logits[i, j])
+        tot = 0.0
+        for j in range(K):
+            e = np.exp(logits[i, j] - mx)
+            dz[i, j] = e
+            tot += e
+        data += np.log(tot) + mx - logits[i, y[i]]
+        if not want_grad:
+            continue
+        for j in range(K):
+            dz[i, j] /= tot
+        if want_r:
+            dot = 0.0
+            for j in range(K):
+                dot += dz[i, j] * rzl[i, j]
+            for j in range(K):
+                rdz[i, j] = (rzl[i, j] - dot) * dz[i, j] / B_total
+        dz[i, y[i]] -= 1.0
+        for j in range(K):
+            dz[i, j] /= B_total
+    if not want_grad:
+        return data
+
+    want_dx = dx.shape[0] > 0
+    for l in range(L - 1, -1, -1):
+        n, m = sizes[l], sizes[l + 1]
+        W = params[poff[l]:poff[l] + n * m].reshape((n, m))
+        dzl = DZ[off[l]:off[l + 1]].reshape((B, m))
+        rdzl = RDZ[off[l]:off[l + 1]].reshape((B, m))
+        prev = X if l == 0 else A[off[l - 1]:off[l]].reshape((B, n))
+        np.dot(prev.T, dzl, grad[poff[l]:poff[l] + n * m].reshape((n, m)))
+        _column_sums(dzl, grad[poff[l] + n * m:poff[l + 1]])
+        if want_r:
+            hw = hvp[poff[l]:poff[l] + n * m]
+            np.dot(prev.T, rdzl, hw.reshape((n, m)))
+            if l > 0:
+                tw = TW[0:n * m]
+                np.dot(RA[off[l - 1]:off[l]].reshape((B, n)).T, dzl, tw.reshape((n, m)))
+                for k in range(n * m):
+                    hw[k] += tw[k]
+            _column_sums(rdzl, hvp[poff[l] + n * m:poff[l + 1]])
+        if l == 0 and not want_dx:
+            break
+        da = DA[0:B * n].reshape((B, n))
+        np.dot(dzl, W.T, da)
+        if want_r:
+            V = vec[poff[l]:poff[l] + n * m].reshape((n, m))
+            np.dot(rdzl, W.T, RDA[0:B * n].reshape((B, n)))
+            np.dot(dzl, V.T, TIN[0:B * n].reshape((B, n)))
+        daf, rdaf, tinf = DA[0:B * n], RDA[0:B * n], TIN[0:B * n]
+        if l == 0:
+            dxf, rdxf = dx.reshape(-1), rdx.reshape(-1)
+            for k in range(B * n):
+                dxf[k] = daf[k]
+                rdxf[k] = rdaf[k] + tinf[k] if want_r else 0.0
+            break
+        dpf, ndz = DP[off[l - 1]:off[l]], DZ[off[l - 1]:off[l]]
+        for k in range(B * n):
+            ndz[k] = daf[k] * dpf[k]
+        if want_r:
+            af, rzf, nrdz = A[off[l - 1]:off[l]], RZ[off[l - 1]:off[l]], RDZ[off[l - 1]:off[l]]
+            for k in range(B * n):
+                r = (rdaf[k] + tinf[k]) * dpf[k]
+                if act == ACT_TANH:
+                    r += af[k] * dpf[k] * -2.0 * daf[k] * rzf[k]
+                nrdz[k] = r
+    return data
+
+
+@nb.njit(nogil=True, inline="always", cache=True)
+def _column_sums(D, out):
+    """out[j] = sum_b D[b, j], rows in order."""
+    out[:] = 0.0
+    for b in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            out[j] += D[b, j]
