@@ -35,7 +35,7 @@ import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
 from .blas_threads import single_thread_blas
-from .mlp_fused import chunk_pass, workspace_floats
+from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
 from .mlp_kernels import ACT_TANH, column_sums
 
 CHUNK_ROWS = 128
@@ -71,18 +71,18 @@ class _Workspace:
         self.rows = np.arange(B)
 
 
-def _workspace(sizes, B, compiled=False):
-    """This thread's scratch for (sizes, B): a ``_Workspace``, or with ``compiled`` the flat array
-    ``mlp_fused.chunk_pass`` carves its own from."""
+def _workspace(sizes, B, kind="numpy"):
+    """This thread's scratch of ``kind`` for (sizes, B): "numpy", a ``_Workspace`` (``_chunk_pass``);
+    "flat", the array one ``mlp_fused.chunk_pass`` carves its own from; "chunks", a ``_ChunkSpace``."""
     cache = getattr(_LOCAL, "spaces", None)
     if cache is None:
         cache = _LOCAL.spaces = {}
-    key = (tuple(int(n) for n in sizes), B, compiled)
+    key = (tuple(int(n) for n in sizes), B, kind)
     ws = cache.get(key)
     if ws is None:
         if len(cache) >= 8:  # a few shapes per thread (train batch, validation set, ...)
             cache.clear()
-        ws = cache[key] = np.empty(workspace_floats(key[0], B)) if compiled else _Workspace(key[0], B)
+        ws = cache[key] = _SPACES[kind](key[0], B)
     return ws
 
 
@@ -149,7 +149,7 @@ def _matmul(a, b, out, share):
 
 
 def compiled_fits(sizes, rows):
-    """Whether a chunk of ``rows`` rows runs as one compiled call (``mlp_fused.chunk_pass``): when none
+    """Whether chunks of ``rows`` rows or fewer run compiled (``mlp_fused``): when none
     of its products reaches ``SPLIT_FROM`` multiply-adds (larger ones are shared out in column blocks
     by ``_chunk_pass``). A function of the shapes alone, so the same chunk always takes the same path."""
     return max(int(n) * int(m) for n, m in zip(sizes[:-1], sizes[1:])) * rows < SPLIT_FROM
@@ -193,13 +193,64 @@ def in_threads(fn, count, threads, kind):
 def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out):
     """``mlp_kernels.mlp_pass`` (same arguments, same outputs) with BLAS matrix products.
 
-    The batch is cut into ``chunk_bounds(B)`` row chunks; each chunk's pass runs on one BLAS thread,
-    chunks beyond the first in a pool of ``numba.get_num_threads() - 1`` Python threads, and the
-    loss and parameter-space outputs are summed in chunk order; a pass of one chunk shares the column
-    blocks of its large products instead (``_matmul``). So the result depends on the shapes only, not
-    on how many threads there are."""
+    The batch is cut into ``chunk_bounds(B)`` row chunks, each computed on one thread with BLAS on one
+    thread; the loss and parameter-space outputs are summed in chunk order. Chunks whose products are
+    all small run in ``mlp_fused.chunks_pass`` (one compiled call, chunks shared by Numba's threads);
+    otherwise each chunk is ``_chunk_pass``, chunks beyond the first in a pool of
+    ``numba.get_num_threads() - 1`` Python threads, and a pass of one chunk shares the column blocks
+    of its large products instead (``_matmul``). Which path a batch takes depends on the shapes only,
+    and so does every float: not on how many threads there are."""
     B = X.shape[0]
     bounds = chunk_bounds(B)
+    widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
+    with single_thread_blas():  # held until every chunk is done, the penalty's dot product included
+        if compiled_fits(sizes, widest):
+            data = _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
+                                  rdx_out, len(bounds) - 1)
+        else:
+            data = _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
+                                  rdx_out, bounds)
+        loss = data / B + 0.5 * float(np.dot(l2 * params, params))
+    if want_grad:
+        grad_out += l2 * params
+        if want_r:
+            hvp_out += l2 * vec
+    return loss
+
+
+class _ChunkSpace:
+    """Scratch of ``mlp_fused.chunks_pass`` for (sizes, B): the chunk bounds, each chunk's gradient and
+    H @ vec shares, and each chunk's workspace."""
+
+    def __init__(self, sizes, B):
+        bounds = chunk_bounds(B)
+        n, P = len(bounds) - 1, sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
+        self.bounds = np.array(bounds, np.int64)
+        self.grads, self.hvps = np.empty((n, P)), np.empty((n, P))
+        self.works = np.empty((n, workspace_floats(sizes, widest)))
+
+
+_SPACES = {"numpy": _Workspace, "flat": lambda sizes, B: np.empty(workspace_floats(sizes, B)),
+           "chunks": _ChunkSpace}
+
+
+def _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out, chunks):
+    """The data loss summed over the batch, every chunk compiled (``mlp_fused``); one chunk is one
+    ``chunk_pass`` call, several one ``chunks_pass`` call (one Numba parallel region)."""
+    B = X.shape[0]
+    if chunks == 1:
+        work = _workspace(sizes, B, "flat")
+        return chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out,
+                          work)
+    space = _workspace(sizes, B, "chunks")
+    return chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, space.bounds, grad_out, hvp_out, dx_out,
+                       rdx_out, space.grads, space.hvps, space.works)
+
+
+def _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out, bounds):
+    """The data loss summed over the batch, chunk by chunk in ``_chunk_pass`` on Python threads."""
+    B = X.shape[0]
     rows = list(zip(bounds[:-1], bounds[1:]))
     want_dx = dx_out.shape[0] > 0
     P = params.shape[0]
@@ -209,30 +260,19 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         lo, hi = rows[k]
         g, h = (grad_out, hvp_out) if k == 0 else (np.empty(P), np.empty(P))
         dx, rdx = (dx_out[lo:hi], rdx_out[lo:hi]) if want_dx else (dx_out, rdx_out)
-        if compiled_fits(sizes, hi - lo):
-            work = _workspace(sizes, hi - lo, compiled=True)
-            data = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx, rdx,
-                              work)
-        else:
-            data = _chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx,
-                               rdx, threads if len(rows) == 1 else 1)
+        data = _chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, g, h, dx, rdx,
+                           threads if len(rows) == 1 else 1)
         return data, g, h
 
-    with single_thread_blas():  # held until every chunk is done, the penalty's dot product included
-        done = in_threads(run, len(rows), threads, "chunk")
-        data = done[0][0]
-        for k in range(1, len(rows)):  # chunk order: the same sums for any thread count
-            data += done[k][0]
-            if want_grad:
-                grad_out += done[k][1]
-                if want_r:
-                    hvp_out += done[k][2]
-        loss = data / B + 0.5 * float(np.dot(l2 * params, params))
-    if want_grad:
-        grad_out += l2 * params
-        if want_r:
-            hvp_out += l2 * vec
-    return loss
+    done = in_threads(run, len(rows), threads, "chunk")
+    data = done[0][0]
+    for k in range(1, len(rows)):  # chunk order: the same sums for any thread count
+        data += done[k][0]
+        if want_grad:
+            grad_out += done[k][1]
+            if want_r:
+                hvp_out += done[k][2]
+    return data
 
 
 def _chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out,

@@ -167,10 +167,10 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
             np.dot(dzl, V.T, TIN[0:B * n].reshape((B, n)))
         daf, rdaf, tinf = DA[0:B * n], RDA[0:B * n], TIN[0:B * n]
         if l == 0:
-            dxf, rdxf = dx.reshape(-1), rdx.reshape(-1)
-            for k in range(B * n):
-                dxf[k] = daf[k]
-                rdxf[k] = rdaf[k] + tinf[k] if want_r else 0.0
+            for i in range(B):
+                for j in range(n):
+                    dx[i, j] = daf[i * n + j]
+                    rdx[i, j] = rdaf[i * n + j] + tinf[i * n + j] if want_r else 0.0
             break
         dpf, ndz = DP[off[l - 1]:off[l]], DZ[off[l - 1]:off[l]]
         for k in range(B * n):
@@ -183,6 +183,38 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
                     r += af[k] * dpf[k] * -2.0 * daf[k] * rzf[k]
                 nrdz[k] = r
     return data
+
+
+@nb.njit(parallel=True, cache=True)
+def chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, bounds, grad, hvp, dx, rdx, grads, hvps,
+                works):
+    """The pass over the whole batch in the chunks X[bounds[k]:bounds[k + 1]]: each chunk's
+    ``chunk_pass`` on one thread (chunk k's outputs in grads[k], hvps[k], its scratch works[k]), then
+    the data loss and the outputs summed in chunk order into grad and hvp (dx and rdx are written by
+    rows). Returns the data loss summed over the batch. The same floats for any thread count."""
+    n = bounds.shape[0] - 1
+    B = X.shape[0]
+    data = np.empty(n)
+    for k in nb.prange(n):
+        lo, hi = bounds[k], bounds[k + 1]
+        if dx.shape[0] > 0:
+            data[k] = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, grads[k],
+                                 hvps[k], dx[lo:hi], rdx[lo:hi], works[k])
+        else:
+            data[k] = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, grads[k],
+                                 hvps[k], dx, rdx, works[k])
+    total = data[0]
+    for k in range(1, n):
+        total += data[k]
+    if want_grad:
+        grad[:] = grads[0]
+        for k in range(1, n):
+            grad += grads[k]
+        if want_r:
+            hvp[:] = hvps[0]
+            for k in range(1, n):
+                hvp += hvps[k]
+    return total
 
 
 @nb.njit(nogil=True, inline="always", cache=True)
