@@ -5,8 +5,9 @@ blocks the summed dimension of ``dgemm`` differently in its threaded and serial 
 machine ``A.T @ D`` with 256 or more summed rows, or a (50, 64) @ (64, 2000) product, differed in the
 last bits between 1 and 2 threads. The BLAS pass (``mlp_blas``) therefore runs every product on one
 BLAS thread, whatever the user set, and gets its parallelism from units fixed by the shapes, which
-Python threads share out: row chunks of the batch (``mlp_blas.CHUNK_ROWS``) and column blocks of large
-products (``mlp_blas.BLOCK_COLS``). Which thread computes a unit does not change it.
+threads share out: row chunks of the batch (``mlp_blas.CHUNK_ROWS``; Numba's threads for compiled
+chunks, Python threads otherwise) and column blocks of large products (``mlp_blas.BLOCK_COLS``).
+Which thread computes a unit does not change it.
 
 ``single_thread_blas()`` is a context manager: the first pass to enter sets every BLAS library that
 threadpoolctl finds to one thread, the last to leave restores the counts it found, so passes in
@@ -16,6 +17,7 @@ keeps a waiting BLAS thread from spinning on a core that a busy machine's other 
 """
 
 import contextlib
+import importlib
 import threading
 
 _LOCK = threading.Lock()
@@ -27,7 +29,7 @@ def _controllers():
     Numba's ``np.dot`` calls (``mlp_fused``); scipy's is loaded here first, so that it is found."""
     if _STATE["controllers"] is None:
         try:
-            import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that Numba's np.dot calls)
+            importlib.import_module("scipy.linalg.cython_blas")  # the BLAS that Numba's np.dot calls
             from threadpoolctl import ThreadpoolController
             _STATE["controllers"] = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:  # pragma: no cover - threadpoolctl missing or a library it cannot read

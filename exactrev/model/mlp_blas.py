@@ -1,29 +1,33 @@
-"""The MLP pass of ``mlp_kernels.mlp_pass`` with its matrix products in BLAS (numpy's ``matmul``).
+"""The MLP pass of ``mlp_kernels.mlp_pass`` with its matrix products in BLAS.
 
 Same maths, same arguments, same outputs: loss, gradient, H @ vec, dL/dX and R{dL/dX} (see
-``mlp_kernels``). What makes it usable for exact reversal is that the gradient is a deterministic
-function of (params, X, y, l2) in one process:
+``mlp_kernels``). The batch is cut into chunks of at most ``CHUNK_ROWS`` rows, computed one of two
+ways, chosen by the shapes alone: where no product of a chunk reaches ``SPLIT_FROM`` multiply-adds,
+each chunk is one compiled call (``mlp_fused.chunk_pass``, products through Numba's ``np.dot``,
+elementwise work fused), the chunks shared by Numba's threads (``mlp_fused.chunks_pass``); otherwise
+each chunk is a sequence of numpy calls (``_chunk_pass``, ``matmul``), chunks shared by Python
+threads, and a large product cut into column blocks. What makes it usable for exact reversal is
+that the gradient is a deterministic function of (params, X, y, l2) in one process:
 
-- the gradient is computed by the same sequence of numpy calls, on arrays of the same shapes and
+- the gradient is computed by the same sequence of operations, on arrays of the same shapes and
   memory layouts, whether or not the R-images are asked for, so ``grad`` and ``grad_and_vjp`` agree
   bit for bit;
 - every product runs on one BLAS thread (``blas_threads.single_thread_blas``): a threaded OpenBLAS
   sums long products in another order than a serial one, so its bits would follow the thread
-  setting. Threads share the batch instead, in fixed chunks of at most ``CHUNK_ROWS`` rows whose
-  outputs are added in chunk order, so every float is the same for any thread count
-  (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches over a chunk, a 2000-wide layer,
-  and arrays at other addresses);
-- elementwise functions (numpy's ``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and
-  reductions (numpy's, and the bias gradients' ``mlp_kernels.column_sums``, serial, in row order) are
-  fixed code for given shapes.
+  setting. Threads share the chunks instead, whose outputs are added in chunk order, so every float
+  is the same for any thread count (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches
+  over a chunk, a 2000-wide layer, and arrays at other addresses);
+- elementwise functions (``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and reductions
+  (the bias gradients' column sums, serial, in row order; numpy's in the numpy chunk pass) are fixed
+  code for given shapes.
 
 What it does not promise is the same bits on another CPU or BLAS build (another kernel may order a
 product differently). A trajectory reversed where it was trained is exact; a buffer saved here and
 reversed elsewhere is checked like any reversal, and a mismatch raises ``BufferMismatchError``. The
 loop kernels (``MLP(..., backend="loops")``) give the same bits everywhere, 2.5-3x slower.
 
-Every intermediate lives in a workspace kept per thread and per (layer sizes, batch), written with
-``out=``: a pass allocates no large array, which on glibc would otherwise page memory in and out of
+Every intermediate lives in a workspace kept per thread and per (layer sizes, batch, kind), written
+in place: a pass allocates no large array, which on glibc would otherwise page memory in and out of
 the heap on every step.
 """
 
@@ -35,7 +39,7 @@ import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
 from .blas_threads import single_thread_blas
-from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
+from .mlp_fused import add_penalty, chunk_pass, chunks_pass, workspace_floats
 from .mlp_kernels import ACT_TANH, column_sums
 
 CHUNK_ROWS = 128
@@ -203,19 +207,14 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     B = X.shape[0]
     bounds = chunk_bounds(B)
     widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
-    with single_thread_blas():  # held until every chunk is done, the penalty's dot product included
+    with single_thread_blas():  # held until every chunk is done
         if compiled_fits(sizes, widest):
             data = _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, len(bounds) - 1)
         else:
             data = _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, bounds)
-        loss = data / B + 0.5 * float(np.dot(l2 * params, params))
-    if want_grad:
-        grad_out += l2 * params
-        if want_r:
-            hvp_out += l2 * vec
-    return loss
+    return data / B + add_penalty(params, l2, vec, want_grad, want_r, grad_out, hvp_out)
 
 
 class _ChunkSpace:

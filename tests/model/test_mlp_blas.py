@@ -199,10 +199,13 @@ def test_the_compiled_chunk_pass_refuses_a_workspace_too_small():
         mlp_fused.chunk_pass(p, sizes, 0, X, y, 6, vec, True, True, g, h, e, e, work)
 
 
-def test_the_blas_numba_calls_is_among_the_libraries_held_to_one_thread():
+def test_the_blas_that_numba_calls_is_among_the_libraries_held_to_one_thread():
     """Numba's np.dot calls scipy's BLAS, a library apart from numpy's: single_thread_blas must find it."""
-    import scipy.linalg.cython_blas  # noqa: F401
+    import importlib
+
     from threadpoolctl import ThreadpoolController
+
+    importlib.import_module("scipy.linalg.cython_blas")
 
     from exactrev.model import blas_threads
 
