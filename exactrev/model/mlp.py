@@ -40,6 +40,7 @@ class MLP:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        object.__setattr__(self, "_sizes_array", np.array(self.sizes, np.int64))  # what the kernels take
 
     @property
     def n_layers(self) -> int:
@@ -95,7 +96,7 @@ class MLP:
         else:
             layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
             kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
-        loss = kernel(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X, y,
+        loss = kernel(params, self._sizes_array, ACTIVATIONS[self.activation], X, y,
                       l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
         return loss, grad, hvp, dx, rdx
 

@@ -205,16 +205,31 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     of its large products instead (``_matmul``). Which path a batch takes depends on the shapes only,
     and so does every float: not on how many threads there are."""
     B = X.shape[0]
-    bounds = chunk_bounds(B)
-    widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
+    bounds, compiled = _plan(sizes, B)
     with single_thread_blas():  # held until every chunk is done
-        if compiled_fits(sizes, widest):
+        if compiled:
             data = _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, len(bounds) - 1)
         else:
             data = _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, bounds)
     return data / B + add_penalty(params, l2, vec, want_grad, want_r, grad_out, hvp_out)
+
+
+_PLANS = {}
+
+
+def _plan(sizes, B):
+    """(chunk_bounds(B), whether its chunks run compiled) for layer sizes ``sizes`` (int64 array)."""
+    key = (sizes.tobytes(), B)
+    plan = _PLANS.get(key)
+    if plan is None:
+        bounds = chunk_bounds(B)
+        widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
+        if len(_PLANS) >= 64:
+            _PLANS.clear()
+        plan = _PLANS[key] = (bounds, compiled_fits(sizes, widest))
+    return plan
 
 
 class _ChunkSpace:
