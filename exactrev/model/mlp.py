@@ -41,6 +41,7 @@ class MLP:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         object.__setattr__(self, "_sizes_array", np.array(self.sizes, np.int64))  # what the kernels take
+        object.__setattr__(self, "_n_params", sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
 
     @property
     def n_layers(self) -> int:
@@ -52,7 +53,7 @@ class MLP:
 
     @property
     def n_params(self) -> int:
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return self._n_params
 
     def type_names(self):
         return [f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")]

@@ -4,8 +4,9 @@ The same products as ``mlp_blas._chunk_pass`` (Numba's ``np.dot``, which calls s
 on one thread, ``blas_threads``) with the elementwise work between them fused into loops;
 ``chunks_pass`` runs a batch's chunks in one Numba parallel region and sums them in chunk order. For
 the paper's network (64-50-50-50-10, batch 200) the numpy chunk pass makes about 100 small numpy
-calls per gradient + HVP; here a whole pass is one call (gradient 0.78 -> 0.68 ms, gradient + HVP
-1.51 -> 1.23 ms on 2 cores, ``exactrev bench --suite training``).
+calls per gradient + HVP; here a whole pass is one call (on 2 cores, ``exactrev bench --suite
+training``: gradient 0.78 -> 0.68 ms, gradient + HVP 1.51 -> 1.23 ms, and with the faster tanh 0.38-0.52
+and 0.68-0.98 ms).
 
 Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has the derivation):
 
