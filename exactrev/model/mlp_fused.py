@@ -27,6 +27,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_lane
+from .mlp_kernels import exp_shifted_row
 
 ACT_TANH = 0
 
@@ -116,14 +117,7 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
     rzl = RZ[off[L - 1]:off[L]].reshape((B, K))
     data = 0.0
     for i in range(B):
-        mx = logits[i, 0]
-        for j in range(1, K):
-            mx = max(mx, logits[i, j])
-        tot = 0.0
-        for j in range(K):
-            e = np.exp(logits[i, j] - mx)
-            dz[i, j] = e
-            tot += e
+        mx, tot = exp_shifted_row(logits, i, dz)
         data += np.log(tot) + mx - logits[i, y[i]]
         if not want_grad:
             continue

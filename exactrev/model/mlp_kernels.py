@@ -70,6 +70,20 @@ def column_sums(D, out, accumulate):
         out[:] += D[b, :]
 
 
+@nb.njit(inline="always", cache=True)
+def exp_shifted_row(logits, b, out):
+    """out[b, j] = exp(logits[b, j] - m) with m = max_j logits[b, j], the softmax's numerators without
+    overflow; returns (m, their sum in column order)."""
+    mx = logits[b, 0]
+    for j in range(1, logits.shape[1]):
+        mx = max(mx, logits[b, j])
+    tot = 0.0
+    for j in range(logits.shape[1]):
+        out[b, j] = np.exp(logits[b, j] - mx)
+        tot += out[b, j]
+    return mx, tot
+
+
 @nb.njit(cache=True)
 def _activate(z, act, a):
     if act == ACT_TANH:
@@ -163,13 +177,7 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     probs = np.empty((B, K))
     loss = 0.0
     for b in range(B):
-        mx = logits[b, 0]
-        for j in range(1, K):
-            mx = max(mx, logits[b, j])
-        tot = 0.0
-        for j in range(K):
-            probs[b, j] = np.exp(logits[b, j] - mx)
-            tot += probs[b, j]
+        mx, tot = exp_shifted_row(logits, b, probs)
         for j in range(K):
             probs[b, j] /= tot
         loss += np.log(tot) + mx - logits[b, y[b]]
