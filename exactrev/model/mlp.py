@@ -87,6 +87,8 @@ class MLP:
 
     def _run(self, params, X, y, l2, vec, want_grad, want_r, want_dx=True):
         params, X, y = self._check(params, X, y)
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows: the loss is a mean over the batch, which needs an example")
         P = self.n_params
         l2 = np.zeros(P) if l2 is None else np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)

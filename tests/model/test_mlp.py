@@ -109,6 +109,9 @@ def test_bad_inputs_are_refused():
         net.loss(p, X[:, :2], y)
     with pytest.raises(ValueError, match="labels"):
         net.loss(p, X, y + 5)
+    for backend in ("blas", "loops"):
+        with pytest.raises(ValueError, match="X has no rows"):
+            MLP((3, 4, 2), "tanh", backend).loss_grad(p, X[:0], y[:0])
 
 
 @given(st.integers(1, 11), st.integers(1, 9), st.integers(1, 7), st.booleans(), st.integers(0, 2 ** 32 - 1))
