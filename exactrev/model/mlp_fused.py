@@ -27,9 +27,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_lane
-from .mlp_kernels import exp_shifted_row
-
-ACT_TANH = 0
+from .mlp_kernels import ACT_TANH, exp_shifted_row
 
 
 def workspace_floats(sizes, B):
