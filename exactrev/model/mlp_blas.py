@@ -39,8 +39,8 @@ import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
 from .blas_threads import single_thread_blas
-from .mlp_fused import add_penalty, chunk_pass, chunks_pass, workspace_floats
-from .mlp_kernels import ACT_TANH, column_sums
+from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
+from .mlp_kernels import ACT_TANH, add_penalty, column_sums
 
 CHUNK_ROWS = 128
 """Most batch rows in one chunk of a pass: at most this many terms in a weight gradient's BLAS sum
@@ -165,6 +165,11 @@ def chunk_bounds(B):
     return [B * i // n for i in range(n + 1)]
 
 
+def _widest(bounds):
+    """Rows of the largest chunk between ``bounds``."""
+    return max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
 _POOLS = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -213,7 +218,7 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
         else:
             data = _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, bounds)
-    return data / B + add_penalty(params, l2, vec, want_grad, want_r, grad_out, hvp_out)
+    return add_penalty(data / B, params, l2, vec, want_grad, want_r, grad_out, hvp_out)
 
 
 _PLANS = {}
@@ -225,10 +230,9 @@ def _plan(sizes, B):
     plan = _PLANS.get(key)
     if plan is None:
         bounds = chunk_bounds(B)
-        widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
         if len(_PLANS) >= 64:
             _PLANS.clear()
-        plan = _PLANS[key] = (bounds, compiled_fits(sizes, widest))
+        plan = _PLANS[key] = (bounds, compiled_fits(sizes, _widest(bounds)))
     return plan
 
 
@@ -239,10 +243,9 @@ class _ChunkSpace:
     def __init__(self, sizes, B):
         bounds = chunk_bounds(B)
         n, P = len(bounds) - 1, sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-        widest = max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:]))
         self.bounds = np.array(bounds, np.int64)
         self.grads, self.hvps = np.empty((n, P)), np.empty((n, P))
-        self.works = np.empty((n, workspace_floats(sizes, widest)))
+        self.works = np.empty((n, workspace_floats(sizes, _widest(bounds))))
 
 
 _SPACES = {"numpy": _Workspace, "flat": lambda sizes, B: np.empty(workspace_floats(sizes, B)),

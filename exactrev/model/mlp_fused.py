@@ -19,7 +19,7 @@ Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has 
               dz_{l-1} = da phi',  Rdz_{l-1} = Rda phi' + da phi'' Rz  (tanh: phi'' = -2 a phi')
 
 Every float is fixed by the shapes and the inputs: BLAS on one thread, loops in a fixed order
-(column sums in row order). Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done
+(column sums in row order, ``mlp_kernels.column_sums``). Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done
 here (``mlp_blas`` shares them out in column blocks instead).
 """
 
@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_lane
-from .mlp_kernels import ACT_TANH, exp_shifted_row
+from .mlp_kernels import ACT_TANH, column_sums, exp_shifted_row
 
 
 def workspace_floats(sizes, B):
@@ -141,7 +141,7 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
         rdzl = RDZ[off[l]:off[l + 1]].reshape((B, m))
         prev = X if l == 0 else A[off[l - 1]:off[l]].reshape((B, n))
         np.dot(prev.T, dzl, grad[poff[l]:poff[l] + n * m].reshape((n, m)))
-        _column_sums(dzl, grad[poff[l] + n * m:poff[l + 1]])
+        column_sums(dzl, grad[poff[l] + n * m:poff[l + 1]], False)
         if want_r:
             hw = hvp[poff[l]:poff[l] + n * m]
             np.dot(prev.T, rdzl, hw.reshape((n, m)))
@@ -150,7 +150,7 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
                 np.dot(RA[off[l - 1]:off[l]].reshape((B, n)).T, dzl, tw.reshape((n, m)))
                 for k in range(n * m):
                     hw[k] += tw[k]
-            _column_sums(rdzl, hvp[poff[l] + n * m:poff[l + 1]])
+            column_sums(rdzl, hvp[poff[l] + n * m:poff[l + 1]], False)
         if l == 0 and not want_dx:
             break
         da = DA[0:B * n].reshape((B, n))
@@ -191,12 +191,9 @@ def chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, bounds, grad, 
     data = np.empty(n)
     for k in nb.prange(n):
         lo, hi = bounds[k], bounds[k + 1]
-        if dx.shape[0] > 0:
-            data[k] = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, grads[k],
-                                 hvps[k], dx[lo:hi], rdx[lo:hi], works[k])
-        else:
-            data[k] = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, grads[k],
-                                 hvps[k], dx, rdx, works[k])
+        rows = slice(lo, hi) if dx.shape[0] > 0 else slice(0, 0)  # empty dx: no input gradients
+        data[k] = chunk_pass(params, sizes, act, X[lo:hi], y[lo:hi], B, vec, want_grad, want_r, grads[k],
+                             hvps[k], dx[rows], rdx[rows], works[k])
     total = data[0]
     for k in range(1, n):
         total += data[k]
@@ -209,26 +206,3 @@ def chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, bounds, grad, 
             for k in range(1, n):
                 hvp += hvps[k]
     return total
-
-
-@nb.njit(nogil=True, cache=True, error_model="numpy")
-def add_penalty(params, l2, vec, want_grad, want_r, grad, hvp):
-    """The L2 term: returns 0.5 sum_i l2_i w_i**2 (summed in index order); with want_grad adds
-    l2 * w to grad, with want_r also l2 * vec to hvp."""
-    pen = 0.0
-    for i in range(params.shape[0]):
-        pen += l2[i] * params[i] * params[i]
-        if want_grad:
-            grad[i] += l2[i] * params[i]
-            if want_r:
-                hvp[i] += l2[i] * vec[i]
-    return 0.5 * pen
-
-
-@nb.njit(nogil=True, inline="always", cache=True)
-def _column_sums(D, out):
-    """out[j] = sum_b D[b, j], rows in order."""
-    out[:] = 0.0
-    for b in range(D.shape[0]):
-        for j in range(D.shape[1]):
-            out[j] += D[b, j]

@@ -70,6 +70,19 @@ def column_sums(D, out, accumulate):
         out[:] += D[b, :]
 
 
+@nb.njit(nogil=True, cache=True)
+def add_penalty(loss, params, l2, vec, want_grad, want_r, grad, hvp):
+    """loss + 0.5 sum_i l2_i w_i**2, the terms added to loss one by one in index order; with want_grad
+    adds l2 * w to grad, with want_r also l2 * vec to hvp. The L2 term of both MLP backends."""
+    for i in range(params.shape[0]):
+        loss += 0.5 * l2[i] * params[i] * params[i]
+        if want_grad:
+            grad[i] += l2[i] * params[i]
+            if want_r:
+                hvp[i] += l2[i] * vec[i]
+    return loss
+
+
 @nb.njit(inline="always", cache=True)
 def exp_shifted_row(logits, b, out):
     """out[b, j] = exp(logits[b, j] - m) with m = max_j logits[b, j], the softmax's numerators without
@@ -182,10 +195,8 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
             probs[b, j] /= tot
         loss += np.log(tot) + mx - logits[b, y[b]]
     loss /= B
-    for i in range(params.shape[0]):
-        loss += 0.5 * l2[i] * params[i] * params[i]
     if not want_grad:
-        return loss
+        return add_penalty(loss, params, l2, vec, False, False, grad_out, hvp_out)
     dz = probs.copy()
     for b in range(B):
         dz[b, y[b]] -= 1.0
@@ -228,11 +239,7 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
             if want_r:
                 rdz = rda * dphi + da * _d2phi(acts[l], dphi, act) * rpre[l]
             dz = new_dz
-    for i in range(params.shape[0]):
-        grad_out[i] += l2[i] * params[i]
-        if want_r:
-            hvp_out[i] += l2[i] * vec[i]
-    return loss
+    return add_penalty(loss, params, l2, vec, True, want_r, grad_out, hvp_out)
 
 
 def serial_mlp_pass():
