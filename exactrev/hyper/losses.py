@@ -127,19 +127,20 @@ class MLPTrainingLoss:
             self.log_l2 = np.full(self.net.n_params, -np.inf)
         self.log_l2 = np.ascontiguousarray(np.broadcast_to(self.log_l2, (self.net.n_params,)), np.float64)
         self._l2 = np.exp(self.log_l2)
+        self._penalty = self._l2 if np.any(self._l2) else None  # None: the MLP adds no zero penalty
 
     def batch(self, t):
         idx = batch_indices(len(self.train), self.batch_size, self.seed, self.meta_iter, t)
-        return idx, self.train.X[idx], self.train.y[idx]
+        return idx, np.take(self.train.X, idx, axis=0), np.take(self.train.y, idx)
 
     def grad(self, w, t):
         _, X, y = self.batch(t)
-        return self.net.loss_grad(w, X, y, self._l2)[1]
+        return self.net.loss_grad(w, X, y, self._penalty)[1]
 
     def grad_and_vjp(self, w, t, u):
         idx, X, y = self.batch(t)
         want_x = "train_X" in self.meta
-        _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._l2, input_terms=want_x)
+        _, grad, hvp, rdx = self.net.grad_hvp(w, X, y, u, self._penalty, input_terms=want_x)
         mixed = {}
         if "log_l2" in self.meta:
             mixed["log_l2"] = u * self._l2 * w

@@ -21,6 +21,14 @@ thread: on 2 cores two threads gain 1.3x there on a quiet machine and lose as mu
 process (docs/engine.md, "Threads"). Same bits either way."""
 
 
+def _penalties(l2, P):
+    """l2 as float64[P] (a scalar or any shape that broadcasts to it), or None for None."""
+    if l2 is None or (isinstance(l2, np.ndarray) and l2.dtype == np.float64 and l2.shape == (P,)
+                      and l2.flags.c_contiguous):
+        return l2
+    return np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
+
+
 @dataclass(frozen=True)
 class MLP:
     """Layer sizes (n_0 inputs, ..., n_L classes), the hidden nonlinearity ('tanh' or 'relu') and where
@@ -90,15 +98,16 @@ class MLP:
         if X.shape[0] == 0:
             raise ValueError("X has no rows: the loss is a mean over the batch, which needs an example")
         P = self.n_params
-        l2 = np.zeros(P) if l2 is None else np.ascontiguousarray(np.broadcast_to(l2, (P,)), np.float64)
+        l2 = _penalties(l2, P)
         vec = np.zeros(P) if vec is None else np.ascontiguousarray(vec, np.float64)
         grad, hvp = np.empty(P), np.empty(P)  # every entry written when asked for
         dx, rdx = (np.zeros_like(X), np.zeros_like(X)) if want_dx else (X[:0], X[:0])
         if self.backend == "blas":
-            kernel = mlp_blas.mlp_pass
+            kernel = mlp_blas.mlp_pass  # l2 None: no penalty term at all
         else:
             layer_work = X.shape[0] * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
             kernel = mlp_pass if layer_work >= SERIAL_BELOW else serial_mlp_pass()
+            l2 = np.zeros(P) if l2 is None else l2
         loss = kernel(params, self._sizes_array, ACTIVATIONS[self.activation], X, y,
                       l2, vec, want_grad, want_r, grad, hvp, dx, rdx)
         return loss, grad, hvp, dx, rdx
