@@ -50,7 +50,7 @@ rational_divide_in_place = CPU.rational_divide_in_place
 kick_lane = CPU.kick_lane
 kick_back_lane = CPU.kick_back_lane
 weights_back_lane = CPU.weights_back_lane
-velocity_back_lane = CPU.velocity_back_lane
+gradient_term_lane = CPU.gradient_term_lane
 rounded_product = CPU.rounded_product
 fixed_in_range = CPU.fixed_in_range
 nearest_multiply = CPU.nearest_multiply
@@ -147,31 +147,33 @@ def weights_back_kernel(w, v, group, lr, commit, errs):
 
 
 @nb.njit(parallel=True, cache=True)
-def velocity_back_kernel(v, heads, counts, words, floor, group, nums, dens, one_minus_g, grad, scale,
-                         commit, errs):
-    """Second half of a reverse step, given grad at the restored w: v <- (v + round((1-g) grad)) / g."""
+def velocity_back_kernel(v, heads, counts, words, floor, group, nums, dens, one_minus_g, grad, scale, errs):
+    """Second half of a reverse step, given grad at the restored w: v <- (v + round((1-g) grad)) / g.
+
+    One pass: a lane that fails sets errs[i] and writes nothing (its stack is changed in place only
+    by an operation that succeeds: every check comes before the push's word is written); the others
+    are committed. Undo them with ``velocity_redo_kernel``. Returns the number of failed lanes."""
     ni = code_table(nums)
     di = code_table(dens)
     n = v.shape[0]
+    failed = 0
     for b in nb.prange(lane_blocks(n)):
         lo, hi = block_range(b, n)
         k = group[lo]
         cn, cd = code_at(ni, k), code_at(di, k)
         for i in range(lo, hi):
             k, cn, cd = codes_of(ni, di, group[i], k, cn, cd)
-            if counts[i] >= words.shape[0] or counts[i] < 0:
-                errs[i] = ERR_BUFFER_FULL
-                continue
-            vn, s, dcount, wrote, word, err = velocity_back_lane(
-                v[i], heads[i], counts[i], stack_top(words, counts, i), cn, cd, one_minus_g[k] * scale,
-                grad[i])
-            if err == ERR_OK and counts[i] + dcount < floor:
-                err = ERR_BUFFER_UNDERFLOW
+            x, err = gradient_term_lane(v[i], one_minus_g[k] * scale, grad[i], 1)
+            if err == ERR_OK:
+                x, s, c, err = rational_divide_in_place(x, heads[i], words, counts[i], i, cn, cd)
+                if err == ERR_OK and c < floor:
+                    err = ERR_BUFFER_UNDERFLOW
             if err != ERR_OK:
                 errs[i] = err
-            elif commit:
-                v[i], heads[i] = vn, s
-                commit_stack(words, counts, i, dcount, wrote, word)
+                failed += 1
+            else:
+                v[i], heads[i], counts[i] = x, s, c
+    return failed
 
 
 @nb.njit(inline="always", cache=True)

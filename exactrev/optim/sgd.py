@@ -217,8 +217,8 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         except BaseException:
             self._redo_weights(t)
             raise
-        for_lanes(velocity_back_kernel, self.n_weights)(*args, True, errs)  # failing lanes write nothing
-        if errs.any():  # redo the lanes that went through and the weights, then report the first failure
+        if for_lanes(velocity_back_kernel, self.n_weights)(*args, errs):  # failing lanes write nothing
+            # redo the lanes that went through and the weights, then report the first failure
             for_lanes(velocity_redo_kernel, self.n_weights)(*args, errs)
             self._redo_weights(t)
             self._raise_if(errs, t, grad, "reverse")
