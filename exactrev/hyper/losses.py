@@ -17,6 +17,10 @@ and optionally
                                                      being computed (a JAX array: JAX dispatches
                                                      asynchronously) lets a momentum step's half that
                                                      needs no gradient run meanwhile.
+    session() -> context manager                     entered once around a whole run (forward and
+                                                     reverse), for what the loss holds for all its
+                                                     steps (``MLPTrainingLoss``: BLAS on one thread,
+                                                     set once instead of at every pass)
 
 A *validation loss* has ``value_and_grad(w) -> (loss, dL/dw float64[P])``; the sweep works on its own
 copy of the gradient (``validation_start``), so a read-only or non-float64 array is fine.
@@ -29,13 +33,21 @@ enters the training loss (weight sharing across tasks, data augmentation strengt
 returning its own term.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from ..model.blas_threads import single_thread_blas
 from ..model.mlp import MLP
 from .data import Split, batch_indices
+
+
+def loss_session(train_loss):
+    """The context a whole run of ``train_loss`` is held in: its ``session()``, or none."""
+    session = getattr(train_loss, "session", None)
+    return session() if session is not None else contextlib.nullcontext()
 
 
 def forward_gradient(train_loss):
@@ -131,7 +143,12 @@ class MLPTrainingLoss:
 
     def batch(self, t):
         idx = batch_indices(len(self.train), self.batch_size, self.seed, self.meta_iter, t)
-        return idx, np.take(self.train.X, idx, axis=0), np.take(self.train.y, idx)
+        return idx, self.train.X.take(idx, axis=0), self.train.y.take(idx)
+
+    def session(self):
+        """BLAS on one thread for the whole run (every MLP pass pins it anyway; held here, a pass
+        need not set and restore the thread counts, about 9 us each time)."""
+        return single_thread_blas()
 
     def grad(self, w, t):
         _, X, y = self.batch(t)

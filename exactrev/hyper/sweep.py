@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from ..optim.progress import progress_range
-from .losses import forward_gradient
+from .losses import forward_gradient, loss_session
 from .meta import HypergradResult
 
 
@@ -32,12 +32,13 @@ def reverse_sweep(adjoint, walk, train_loss, valid_loss, progress=False) -> Hype
     """Train forward through ``walk``, then walk back from df/dw_T with ``adjoint``; the result holds
     f(w_T), the gradients ``adjoint.grads`` names, and what the walk kept and checked."""
     start = time.perf_counter()
-    walk.run_forward(forward_gradient(train_loss), progress)
-    w_final = walk.final_weights()
-    forward_s = time.perf_counter() - start
-    loss = adjoint.start(valid_loss, w_final)
-    for t in progress_range(adjoint.steps, progress, "hypergradient", reverse=True):
-        adjoint.step_back(t, walk)
+    with loss_session(train_loss):
+        walk.run_forward(forward_gradient(train_loss), progress)
+        w_final = walk.final_weights()
+        forward_s = time.perf_counter() - start
+        loss = adjoint.start(valid_loss, w_final)
+        for t in progress_range(adjoint.steps, progress, "hypergradient", reverse=True):
+            adjoint.step_back(t, walk)
     restored = walk.finish()
     grads = adjoint.grads(walk.initial_weights())
     stats = {**walk.stats, **adjoint.stats, "forward_steps": walk.forward_steps, "forward_s": forward_s,
