@@ -40,3 +40,18 @@ def test_the_peers_report_times_every_mode_and_skips_what_would_not_fit():
     skipped = [r for r in rows if not r["ran"]]
     assert skipped and all(r["T"] == 8 for r in skipped)   # extrapolated from T = 4 past a 1-byte limit
     assert any("extrapolated" in line for line in lines)
+
+
+def test_a_peer_time_is_the_fastest_of_its_runs_after_an_untimed_first_one():
+    from exactrev.faces import bench_peers
+
+    calls = []
+
+    def run():
+        calls.append(1)
+        return len(calls)
+
+    seconds, last = bench_peers._fastest(run, 3)
+    assert (len(calls), last) == (4, 4) and 0 <= seconds < 1
+    calls.clear()
+    assert bench_peers._fastest(run, 1, warm=False)[1] == 1 and len(calls) == 1

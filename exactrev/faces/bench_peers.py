@@ -2,7 +2,9 @@
 
 For each T, one hypergradient of the paper problem (``bench_training.PaperProblem``) by exact reversal,
 then the same hypergradient by JAX in each memory mode of ``peers_jax`` (store all, checkpoint every
-step, sqrt(T) segments), each timed after a compiling call. Printed per row: seconds, the ratio to
+step, sqrt(T) segments), JAX's timed after a compiling call: below ``REPEAT_BELOW`` steps the fastest
+of ``repeat`` runs (exactrev's after a first run too), from there one run (a shared machine's spells
+move single runs by 10-30%). Printed per row: seconds, the ratio to
 exactrev's time, the memory the algorithm keeps (exactrev: the buffer and its O(N) heads and counts;
 JAX: the temporary bytes XLA's compiled program allocates) and the agreement of the hypergradients.
 A JAX mode whose memory, extrapolated from the smaller T already run, would not fit in ``memory_limit``
@@ -32,21 +34,37 @@ def _estimate(measured, steps, mode):
     return b * ((steps / t) ** 0.5 if mode == "segments" else steps / t)
 
 
-def peers_report(steps=(100, 1000, 10000), hidden=(50, 50, 50), out=print, memory_limit=None):
+REPEAT_BELOW = 10000
+
+
+def _fastest(run, repeat, warm=True):
+    """(seconds of the fastest of ``repeat`` calls of ``run``, after a first one if ``warm``; the last
+    result)."""
+    result = run() if warm else None
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def peers_report(steps=(100, 1000, 10000), hidden=(50, 50, 50), out=print, memory_limit=None, repeat=3):
     """Print and return rows {T, method, seconds, ratio, bytes, agreement, ran} for every T."""
     from .peers_jax import MODES, jax_hypergradient, max_relative_difference
 
     limit = memory_limit if memory_limit is not None else _physical_memory() // 2
     PaperProblem(2, hidden).hypergradient()  # load (or compile) exactrev's kernels before timing
     measured, rows = {}, []
-    out("One hypergradient of the paper MLP (same batches, schedules and float64 arithmetic); memory: "
-        "what the algorithm keeps (exactrev: buffer + heads + counts; JAX: XLA temporary bytes)")
+    out("One hypergradient of the paper MLP (same batches, schedules and float64 arithmetic), the fastest "
+        f"of {repeat} runs after a first one below T = {REPEAT_BELOW}, one run from there (JAX's after "
+        "its compiling run); "
+        "memory: what the algorithm keeps (exactrev: buffer + heads + counts; JAX: XLA temporary bytes)")
     out(f"{'T':>6} | {'method':<22} | {'seconds':>8} | {'vs exactrev':>11} | {'bytes kept':>14} | agreement")
     for T in steps:
         prob = PaperProblem(T, hidden)
-        t0 = time.perf_counter()
-        ours = prob.hypergradient()
-        ours_s = time.perf_counter() - t0
+        runs = repeat if T < REPEAT_BELOW else 1
+        ours_s, ours = _fastest(prob.hypergradient, runs, warm=runs > 1)
         row = dict(T=T, method="exactrev reversal", seconds=ours_s, ratio=1.0, bytes=ours.extra_bytes,
                    agreement=None, ran=True)
         rows.append(row)
@@ -60,7 +78,7 @@ def peers_report(steps=(100, 1000, 10000), hidden=(50, 50, 50), out=print, memor
                 out(f"{T:>6} | {name:<22} | {'skipped':>8} | {'':>11} | {int(guess):>14,} | needs about "
                     f"{guess / 2 ** 30:.1f} GiB (extrapolated), over the {limit / 2 ** 30:.1f} GiB limit")
                 continue
-            seconds, _, grads, temp = jax_hypergradient(prob, mode)
+            seconds, _, grads, temp = jax_hypergradient(prob, mode, repeat=runs)
             measured[(T, mode)] = temp
             agree = max_relative_difference(ours.grads, grads)
             rows.append(dict(T=T, method=name, seconds=seconds, ratio=seconds / ours_s, bytes=temp,
