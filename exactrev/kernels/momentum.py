@@ -83,6 +83,19 @@ def codes_of(ni, di, k_lane, k, code_num, code_den):
     return k, code_num, code_den
 
 
+@nb.njit(inline="always", cache=True)
+def settle_lane(i, y, s, c, err, floor, x, heads, counts, errs):
+    """Commit lane i's new value, head and count (y, s, c), or record its error (a lane that would end
+    below ``floor`` words has underflowed) and write nothing else; returns 1 if it failed, else 0."""
+    if err == ERR_OK and c < floor:
+        err = ERR_BUFFER_UNDERFLOW
+    if err != ERR_OK:
+        errs[i] = err
+        return 1
+    x[i], heads[i], counts[i] = y, s, c
+    return 0
+
+
 @nb.njit(parallel=True, cache=True)
 def momentum_kick_kernel(w, v, group, one_minus_g, lr, grad, scale, inverse, skip, errs):
     """The gradient's half of a forward step on every lane with skip[i] == 0, after the first half
@@ -164,15 +177,10 @@ def velocity_back_kernel(v, heads, counts, words, floor, group, nums, dens, one_
         for i in range(lo, hi):
             k, cn, cd = codes_of(ni, di, group[i], k, cn, cd)
             x, err = gradient_term_lane(v[i], one_minus_g[k] * scale, grad[i], 1)
+            s, c = heads[i], counts[i]
             if err == ERR_OK:
-                x, s, c, err = rational_divide_in_place(x, heads[i], words, counts[i], i, cn, cd)
-                if err == ERR_OK and c < floor:
-                    err = ERR_BUFFER_UNDERFLOW
-            if err != ERR_OK:
-                errs[i] = err
-                failed += 1
-            else:
-                v[i], heads[i], counts[i] = x, s, c
+                x, s, c, err = rational_divide_in_place(x, s, words, c, i, cn, cd)
+            failed += settle_lane(i, x, s, c, err, floor, v, heads, counts, errs)
     return failed
 
 
@@ -202,13 +210,7 @@ with ERR_BUFFER_FULL; one that would end below ``floor`` words with ERR_BUFFER_U
         if skip is not None and skip[i]:
             continue
         y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, code_num, code_den, inverse)
-        if err == ERR_OK and c < floor:
-            err = ERR_BUFFER_UNDERFLOW
-        if err != ERR_OK:
-            errs[i] = err
-            failed += 1
-        else:
-            x[i], heads[i], counts[i] = y, s, c
+        failed += settle_lane(i, y, s, c, err, floor, x, heads, counts, errs)
     return failed
 
 
@@ -260,11 +262,5 @@ def group_rational_multiply_kernel(x, heads, counts, words, floor, group, nums, 
             if skip is not None and skip[i]:
                 continue
             y, s, c, err = _ratio_lane(x[i], heads[i], words, counts[i], i, cn, cd, inverse)
-            if err == ERR_OK and c < floor:
-                err = ERR_BUFFER_UNDERFLOW
-            if err != ERR_OK:
-                errs[i] = err
-                failed += 1
-            else:
-                x[i], heads[i], counts[i] = y, s, c
+            failed += settle_lane(i, y, s, c, err, floor, x, heads, counts, errs)
     return failed
