@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.fixed import MAX_MAGNITUDE, to_fixed_kernel
+from ..kernels.fixed import MAX_MAGNITUDE, to_fixed_kernel, to_float_kernel
 from ..kernels.threads import for_lanes
 
 DEFAULT_FRAC_BITS = 42
@@ -62,4 +62,7 @@ class FixedFormat:
         k = np.asarray(k)
         if k.dtype != np.int64:
             raise TypeError(f"fixed-point arrays are int64, got {k.dtype}")
-        return k.astype(np.float64) * self.resolution
+        flat = np.ravel(k)
+        out = np.empty(flat.shape[0])
+        for_lanes(to_float_kernel, flat.shape[0])(flat, self.resolution, out)
+        return out.reshape(k.shape)

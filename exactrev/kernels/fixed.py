@@ -27,3 +27,11 @@ def to_fixed_kernel(x, scale, out, errs):
             out[i] = np.int64(y)
         else:
             errs[i] = 1
+
+
+@nb.njit(parallel=True, cache=True)
+def to_float_kernel(k, resolution, out):
+    """out[i] = k[i] * resolution (a power of two): exact for |k[i]| <= 2**53, the floats of numpy's
+    ``k.astype(float64) * resolution`` in one pass without the temporary array."""
+    for i in nb.prange(k.shape[0]):
+        out[i] = np.float64(k[i]) * resolution

@@ -17,6 +17,22 @@ def test_fixed_to_float_to_fixed_is_exact(frac_bits, ints):
     np.testing.assert_array_equal(fmt.to_fixed(fmt.to_float(k)), k)
 
 
+@given(st.integers(0, 52), st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), max_size=60), st.booleans())
+def test_to_float_gives_numpys_floats_in_the_input_shape(frac_bits, ints, two_d):
+    fmt = FixedFormat(frac_bits)
+    k = np.array(ints, np.int64)
+    if two_d and k.size % 2 == 0:
+        k = k.reshape(2, -1).T  # not contiguous
+    got = fmt.to_float(k)
+    assert got.shape == k.shape and got.dtype == np.float64
+    np.testing.assert_array_equal(got, k.astype(np.float64) * fmt.resolution)
+
+
+def test_to_float_refuses_an_array_that_is_not_int64():
+    with pytest.raises(TypeError, match="int64"):
+        FixedFormat().to_float(np.zeros(3, np.int32))
+
+
 @given(st.lists(st.floats(-2000, 2000), min_size=1, max_size=50))
 def test_to_fixed_rounds_to_nearest(xs):
     fmt = FixedFormat()
