@@ -12,8 +12,8 @@ is skipped with a line that gives the estimate.
 """
 
 import os
-import time
 
+from .bench_buffer import best_time
 from .bench_training import PaperProblem
 
 
@@ -40,13 +40,8 @@ REPEAT_BELOW = 10000
 def _fastest(run, repeat, warm=True):
     """(seconds of the fastest of ``repeat`` calls of ``run``, after a first one if ``warm``; the last
     result)."""
-    result = run() if warm else None
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+    results = [run()] if warm else []
+    return best_time(lambda: results.append(run()), repeat), results[-1]
 
 
 def peers_report(steps=(100, 1000, 10000), hidden=(50, 50, 50), out=print, memory_limit=None, repeat=3):

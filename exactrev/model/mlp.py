@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import mlp_blas
-from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, mlp_predict, serial_mlp_pass
+from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, mlp_predict, param_count, serial_mlp_pass
 
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
 BACKENDS = ("blas", "loops")
@@ -49,7 +49,7 @@ class MLP:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         object.__setattr__(self, "_sizes_array", np.array(self.sizes, np.int64))  # what the kernels take
-        object.__setattr__(self, "_n_params", sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:])))
+        object.__setattr__(self, "_n_params", param_count(self.sizes))
 
     @property
     def n_layers(self) -> int:
@@ -132,7 +132,7 @@ class MLP:
         params, X, _ = self._check(params, X)
         if self.backend == "blas":
             return mlp_blas.mlp_predict(params, self.sizes, ACTIVATIONS[self.activation], X)
-        return mlp_predict(params, np.array(self.sizes, np.int64), ACTIVATIONS[self.activation], X)
+        return mlp_predict(params, self._sizes_array, ACTIVATIONS[self.activation], X)
 
     def input_grad(self, params, X, y, l2=None):
         """dloss/dX, float64[B, n_0]."""

@@ -40,7 +40,7 @@ import numpy as np
 from ..kernels.tanh import tanh_and_slope
 from .blas_threads import single_thread_blas
 from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
-from .mlp_kernels import ACT_TANH, add_penalty, column_sums
+from .mlp_kernels import ACT_TANH, add_penalty, column_sums, param_count
 
 CHUNK_ROWS = 128
 """Most batch rows in one chunk of a pass: at most this many terms in a weight gradient's BLAS sum
@@ -81,7 +81,7 @@ def _workspace(sizes, B, kind="numpy"):
     cache = getattr(_LOCAL, "spaces", None)
     if cache is None:
         cache = _LOCAL.spaces = {}
-    key = (sizes.tobytes() if isinstance(sizes, np.ndarray) else tuple(sizes), B, kind)
+    key = (tuple(sizes), B, kind)  # an int64 array's entries hash and compare as the ints of a tuple
     ws = cache.get(key)
     if ws is None:
         if len(cache) >= 8:  # a few shapes per thread (train batch, validation set, ...)
@@ -245,7 +245,7 @@ class _ChunkSpace:
 
     def __init__(self, sizes, B):
         bounds = chunk_bounds(B)
-        n, P = len(bounds) - 1, sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        n, P = len(bounds) - 1, param_count(sizes)
         self.bounds = np.array(bounds, np.int64)
         self.grads, self.hvps = np.empty((n, P)), np.empty((n, P))
         self.works = np.empty((n, workspace_floats(sizes, _widest(bounds))))

@@ -62,6 +62,11 @@ def matmul_at_b(A, D, out, accumulate):
     matmul_rows(A.T, D, out, accumulate)
 
 
+def param_count(sizes):
+    """Parameters of an MLP with layer widths ``sizes``: a weight matrix and a bias per layer."""
+    return sum(int(a) * int(b) + int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
 @nb.njit(cache=True)
 def column_sums(D, out, accumulate):
     if not accumulate:
