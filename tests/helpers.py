@@ -8,21 +8,22 @@ import numba
 @contextlib.contextmanager
 def num_threads(k):
     """Run a block with numba and BLAS using k threads and the parallel kernel builds even for small
-    problems (``threads.SERIAL_BELOW`` and ``mlp.SERIAL_BELOW`` = 0), restoring all of them after."""
+    problems (``threads.SERIAL_BELOW``, ``threads.PARALLEL_FROM`` and ``mlp.SERIAL_BELOW`` = 0, so no
+    build is chosen by the machine's load), restoring all of them after."""
     from threadpoolctl import threadpool_limits
 
     from exactrev.kernels import threads
     from exactrev.model import mlp
 
-    old = numba.get_num_threads(), threads.SERIAL_BELOW, mlp.SERIAL_BELOW
+    old = numba.get_num_threads(), threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW
     numba.set_num_threads(k)
-    threads.SERIAL_BELOW = mlp.SERIAL_BELOW = 0
+    threads.SERIAL_BELOW = threads.PARALLEL_FROM = mlp.SERIAL_BELOW = 0
     try:
         with threadpool_limits(k, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(old[0])
-        threads.SERIAL_BELOW, mlp.SERIAL_BELOW = old[1:]
+        threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW = old[1:]
 
 
 def hyper_central_difference(run, args, perturb, h):

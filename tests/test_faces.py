@@ -94,7 +94,7 @@ def test_busy_workloads_cover_both_kernel_paths_and_the_main_job():
     from exactrev.faces.bench_busy import workloads
 
     names = " ".join(workloads())
-    assert "serial kernel" in names and "parallel kernel" in names and "hypergradient" in names
+    assert "chosen by load" in names and "parallel kernel" in names and "hypergradient" in names
 
 
 def test_smoothing_keeps_length_and_constants_and_averages_a_window():

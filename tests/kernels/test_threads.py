@@ -1,4 +1,7 @@
-"""The thread settings: the user's wait policy is kept, and serial builds compute the same integers."""
+"""The thread settings: the user's wait policy is kept, builds are chosen by size and load, and serial
+builds compute the same integers."""
+
+import contextlib
 
 import numba
 import numpy as np
@@ -12,6 +15,17 @@ from exactrev.kernels.buffer_ops import pop_kernel, push_kernel
 from exactrev.kernels.momentum import group_rational_multiply_kernel, momentum_kick_kernel
 
 
+@contextlib.contextmanager
+def num_threads_only(k):
+    """Numba on k threads (at most the threads it has) for a block, restored after."""
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
 def test_spin_default_is_set_only_when_the_user_chose_nothing():
     env = {}
     assert threads.apply_spin_default(env) and env == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
@@ -22,15 +36,116 @@ def test_spin_default_is_set_only_when_the_user_chose_nothing():
 
 def test_settings_name_every_control():
     s = threads.settings()
-    assert {"threading_layer", "threads", "serial_below", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} <= set(s)
+    assert {"threading_layer", "threads", "serial_below", "parallel_from", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} <= set(s)
     assert s["threads"] == numba.get_num_threads()
 
 
-def test_for_lanes_picks_the_serial_build_below_the_size_only():
-    assert threads.for_lanes(push_kernel, threads.SERIAL_BELOW) is push_kernel
+def test_for_lanes_picks_serial_parallel_or_by_load_by_size():
+    assert threads.for_lanes(push_kernel, threads.PARALLEL_FROM) is push_kernel
     serial = threads.for_lanes(push_kernel, threads.SERIAL_BELOW - 1)
     assert serial is not push_kernel and serial is threads.for_lanes(push_kernel, 1)
     assert serial.py_func.__qualname__.endswith("_serial") and serial is threads.serial_build(push_kernel)
+    middle = threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
+    assert middle is threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
+    assert middle.kernel is push_kernel and middle.mode is threads.lane_mode(threads.SERIAL_BELOW)
+    assert threads.for_lanes(pop_kernel, threads.SERIAL_BELOW).mode is middle.mode  # one mode per size
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _spy_builds(monkeypatch):
+    """Replace serial_build by a recorder: returns the list of builds run ("serial" or "parallel")."""
+    ran = []
+    monkeypatch.setattr(threads, "serial_build", lambda k: lambda x: ran.append("serial") or x + 1)
+    return ran
+
+
+def _kernel(ran):
+    def kernel(x):
+        ran.append("parallel")
+        return x + 1
+    return kernel
+
+
+def test_lane_mode_runs_parallel_builds_while_a_core_is_free_and_serial_ones_when_busy(monkeypatch):
+    ran = _spy_builds(monkeypatch)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    load, clock = [1], _Clock()
+    mode = threads.LaneMode(load=lambda: load[0], clock=clock)
+    kernel = _kernel([])
+    with num_threads_only(2):
+        assert mode.run(kernel, (1,)) == 2 and mode.parallel  # quiet: 1 task, this one
+        load[0] = 3                                            # a busy process beside ours
+        for _ in range(20):
+            clock.now += threads.SAMPLE_S
+            assert mode.run(kernel, (1,)) == 2
+        assert not mode.parallel and mode.average > 2.5
+        ran.clear()
+        mode.run(kernel, (1,))
+        assert ran == ["serial"]
+        load[0] = 1
+        for _ in range(20):
+            clock.now += threads.SAMPLE_S
+            mode.run(kernel, (1,))
+        assert mode.parallel
+
+
+def test_lane_mode_samples_the_load_at_most_every_sample_interval(monkeypatch):
+    _spy_builds(monkeypatch)
+    samples, clock = [], _Clock()
+    mode = threads.LaneMode(load=lambda: samples.append(1) or 1, clock=clock)
+    with num_threads_only(2):
+        for _ in range(10):
+            mode.run(_kernel([]), (0,))
+        assert len(samples) == 1
+        clock.now += threads.SAMPLE_S
+        mode.run(_kernel([]), (0,))
+        assert len(samples) == 2
+
+
+def test_lane_mode_runs_serial_builds_on_one_thread_or_without_a_load(monkeypatch):
+    ran = _spy_builds(monkeypatch)
+    with num_threads_only(1):
+        threads.LaneMode(load=lambda: 1, clock=_Clock()).run(_kernel(ran), (0,))
+    with num_threads_only(2):
+        threads.LaneMode(load=lambda: None, clock=_Clock()).run(_kernel(ran), (0,))
+    assert ran == ["serial", "serial"]
+
+
+def test_runnable_tasks_reads_the_load_file_and_gives_none_without_one(tmp_path):
+    good = tmp_path / "loadavg"
+    good.write_text("0.52 0.61 0.70 3/412 12345\n")
+    assert threads.runnable_tasks(str(good)) == 3
+    bad = tmp_path / "bad"
+    bad.write_text("garbage\n")
+    assert threads.runnable_tasks(str(bad)) is None
+    assert threads.runnable_tasks(str(tmp_path / "missing")) is None
+    real = threads.runnable_tasks()
+    assert real is None or real >= 1
+    assert threads.usable_cores() >= 1
+
+
+def test_the_load_chosen_builds_compute_the_same_integers_as_the_parallel_kernel(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    rng = np.random.default_rng(5)
+    n = threads.SERIAL_BELOW + 17
+    results = []
+    for busy in (False, True):
+        mode = threads.LaneMode(load=lambda: 9 if busy else 1)
+        buf = InfoBuffer(n)
+        buf.reserve(8)
+        x = rng.integers(1, 65536, n) if not results else results[0][1]
+        bases = np.full(n, 65536)
+        mode.run(push_kernel, (buf.heads, buf.counts, buf.words, x, bases))
+        results.append((buf.heads.copy(), x))
+        assert mode.parallel == (not busy and numba.get_num_threads() > 1)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
 
 
 def test_for_lanes_refuses_what_is_not_a_kernel():
