@@ -10,11 +10,13 @@ import numpy as np
 
 from .lanes import MAX_MAGNITUDE, MAX_MAGNITUDE_F  # noqa: F401
 from .rans import CPU
+from .threads import light
 
 fixed_in_range = CPU.fixed_in_range
 rounded_product = CPU.rounded_product
 
 
+@light
 @nb.njit(parallel=True, cache=True)
 def to_fixed_kernel(x, scale, out, errs):
     """out[i] = round(x[i] * scale), ties to even; errs[i] = 1 where x[i] is NaN/inf or out of range.
@@ -29,6 +31,7 @@ def to_fixed_kernel(x, scale, out, errs):
             errs[i] = 1
 
 
+@light
 @nb.njit(parallel=True, cache=True)
 def to_float_kernel(k, resolution, out):
     """out[i] = k[i] * resolution (a power of two): exact for |k[i]| <= 2**53, the floats of numpy's

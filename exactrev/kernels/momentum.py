@@ -32,6 +32,7 @@ from .buffer_ops import commit_stack, stack_top
 from .lanes import (ERR_BUFFER_FULL, ERR_BUFFER_UNDERFLOW, ERR_GRAD_NOT_FINITE, ERR_OK,  # noqa: F401
                     ERR_VELOCITY_RANGE, ERR_WEIGHT_RANGE, MAX_MAGNITUDE)
 from .rans import CPU, code_table
+from .threads import light
 
 ERR_MESSAGES = {
     ERR_GRAD_NOT_FINITE: "gradient is NaN or infinite",
@@ -96,6 +97,7 @@ def settle_lane(i, y, s, c, err, floor, x, heads, counts, errs):
     return 0
 
 
+@light
 @nb.njit(parallel=True, cache=True)
 def momentum_kick_kernel(w, v, group, one_minus_g, lr, grad, scale, inverse, skip, errs):
     """The gradient's half of a forward step on every lane with skip[i] == 0, after the first half
@@ -148,6 +150,7 @@ def velocity_redo_kernel(v, heads, counts, words, floor, group, nums, dens, one_
             commit_stack(words, counts, i, dcount, wrote, word)
 
 
+@light
 @nb.njit(parallel=True, cache=True)
 def weights_back_kernel(w, v, group, lr, commit, errs):
     """First half of a reverse step: w <- w - round(a * v)."""

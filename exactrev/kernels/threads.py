@@ -17,8 +17,9 @@ needs: a busy machine then made small kernels 10-100x slower. Two measures, both
   serial build of the same loop (``prange`` runs as ``range``), so small problems do not pay for threads
   they cannot use; from ``PARALLEL_FROM`` lanes on, the parallel build. In between, where two threads
   gain on a quiet machine and lose beside a busy process, ``LaneMode`` runs the parallel builds while
-  the machine's load (``/proc/loadavg``) leaves a core free, and the serial ones otherwise. Integer
-  results are the same for either build; on one Numba thread it is always the serial one.
+  the machine's load (``/proc/loadavg``) leaves a core free, and the serial ones otherwise; kernels
+  marked ``light`` (a few ns per lane) run serial there always. Integer results are the same for
+  either build; on one Numba thread it is always the serial one.
 """
 
 import os
@@ -163,6 +164,18 @@ class _OnLanes:
         return self.mode.run(self.kernel, args)
 
 
+_LIGHT = set()
+
+
+def light(kernel):
+    """Mark ``kernel`` (a parallel Numba kernel) as light work per lane, a few nanoseconds (a
+    conversion, a rounded product): ``for_lanes`` runs its serial build below ``PARALLEL_FROM`` lanes
+    whatever the load, since starting a parallel region whose threads sleep costs more there (the
+    8860 weights of the paper MLP: 34 us against 5 us for a conversion to floats). Returns it."""
+    _LIGHT.add(kernel)
+    return kernel
+
+
 _MODES = {}
 _RUNNERS = {}
 _MODES_LOCK = threading.Lock()
@@ -183,10 +196,11 @@ def lane_mode(n_lanes: int) -> LaneMode:
 def for_lanes(kernel, n_lanes: int):
     """What runs ``kernel`` on ``n_lanes`` lanes: its serial build below ``SERIAL_BELOW``, ``kernel``
     itself from ``PARALLEL_FROM``, and in between the faster of the two as measured
-    (``LaneMode``). All compute the same integers."""
+    (``LaneMode``), except a ``light`` kernel, serial below ``PARALLEL_FROM``. All compute the same
+    integers."""
     if n_lanes >= PARALLEL_FROM:
         return kernel
-    if n_lanes < SERIAL_BELOW:
+    if n_lanes < SERIAL_BELOW or kernel in _LIGHT:
         return serial_build(kernel)
     runner = _RUNNERS.get((kernel, n_lanes))
     if runner is None:

@@ -182,3 +182,15 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
         results.append((w, v, heads, counts, words, out))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_light_kernels_run_serial_below_the_parallel_size_whatever_the_load(monkeypatch):
+    from exactrev.kernels.fixed import to_float_kernel
+    from exactrev.kernels.momentum import weights_back_kernel
+
+    for kernel in (to_float_kernel, weights_back_kernel, momentum_kick_kernel):
+        assert threads.for_lanes(kernel, threads.SERIAL_BELOW) is threads.serial_build(kernel)
+        assert threads.for_lanes(kernel, threads.PARALLEL_FROM - 1) is threads.serial_build(kernel)
+        assert threads.for_lanes(kernel, threads.PARALLEL_FROM) is kernel
+    monkeypatch.setattr(threads, "_LIGHT", set())
+    assert threads.light(push_kernel) is push_kernel and threads._LIGHT == {push_kernel}
