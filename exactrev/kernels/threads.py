@@ -13,13 +13,14 @@ needs: a busy machine then made small kernels 10-100x slower. Two measures, both
   (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up of about 50 us per region on that machine, 10x the
   work of a 1000-weight kernel. The runtime reads the setting when it is loaded, so it applies only
   if no OpenMP runtime was loaded before exactrev's first parallel kernel (see ``settings()``).
-- Serial, parallel, or measured, by size: a kernel over fewer than ``SERIAL_BELOW`` lanes runs a
-  serial build of the same loop (``prange`` runs as ``range``), so small problems do not pay for threads
-  they cannot use; from ``PARALLEL_FROM`` lanes on, the parallel build. In between, where two threads
-  gain on a quiet machine and lose beside a busy process, ``LaneMode`` runs the parallel builds while
-  the machine's load (``/proc/loadavg``) leaves a core free, and the serial ones otherwise; kernels
-  marked ``light`` (a few ns per lane) run serial there always. Integer results are the same for
-  either build; on one Numba thread it is always the serial one.
+- One thread, all threads, or by load, by size: a kernel over fewer than ``SERIAL_BELOW`` lanes runs
+  on one thread (``serial_runner``: its parallel build on one thread, or for a few lanes or a
+  ``light`` kernel its serial build, where ``prange`` runs as ``range``), so small problems do not pay
+  for threads they cannot use; from ``PARALLEL_FROM`` lanes on, on all threads. In between, where two
+  threads gain on a quiet machine and lose beside a busy process, ``LaneMode`` runs the kernels on all
+  threads while the machine's load (``/proc/loadavg``) leaves a core free, and on one otherwise;
+  ``light`` kernels (a few ns per lane) run serial there always. Integer results are the same for
+  every build and thread count.
 """
 
 import os
@@ -31,9 +32,9 @@ import numba as nb
 
 SPIN_COUNT = 1000
 SERIAL_BELOW = 4096
-"""Lanes below which a kernel always runs its serial build."""
+"""Lanes below which a kernel always runs on one thread (``serial_runner``)."""
 PARALLEL_FROM = 65536
-"""Lanes from which a kernel always runs its parallel build (between the two: ``LaneMode``)."""
+"""Lanes from which a kernel always runs on all threads (between the two: ``LaneMode``)."""
 SAMPLE_S = 0.02
 """Seconds between two samples of the machine's load by a ``LaneMode``."""
 SMOOTHING = 0.25
@@ -94,6 +95,53 @@ def serial_build(kernel, **callees):
     return serial
 
 
+ONE_THREAD_FROM = 512
+"""Lanes from which a kernel that is not ``light`` runs without a second thread as its parallel build
+on one thread (``one_thread``) instead of its serial build."""
+
+
+class _OneThread:
+    """A parallel kernel called with Numba's threads set to one for the call (restored after)."""
+
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __call__(self, *args):
+        threads = nb.get_num_threads()
+        if threads == 1:
+            return self.kernel(*args)
+        nb.set_num_threads(1)
+        try:
+            return self.kernel(*args)
+        finally:
+            nb.set_num_threads(threads)
+
+
+_ONE = {}
+
+
+def one_thread(kernel):
+    """``kernel`` (a parallel Numba kernel) run on one thread: the same compiled loop as on several
+    (a parallel region of one thread, started in about 5 us, no other thread woken), which for the
+    buffer's kernels is about 2x faster than their serial build on the same core (the development
+    machine, 8860 lanes: x n/d then its inverse 188 against 414 us; the reverse step's velocity kernel
+    98 against 193 us). Same integers. One wrapper per kernel."""
+    runner = _ONE.get(kernel)
+    if runner is None:
+        runner = _ONE[kernel] = _OneThread(kernel)
+    return runner
+
+
+def serial_runner(kernel, n_lanes: int):
+    """What runs ``kernel`` on ``n_lanes`` lanes on one thread: its serial build for a ``light``
+    kernel or fewer than ``ONE_THREAD_FROM`` lanes, else ``one_thread(kernel)``."""
+    if kernel in _LIGHT or n_lanes < ONE_THREAD_FROM:
+        return serial_build(kernel)
+    return one_thread(kernel)
+
+
 def runnable_tasks(path="/proc/loadavg"):
     """Tasks the kernel has running or ready to run this instant, this one included (the fourth field
     of ``/proc/loadavg``, before the slash); None where that file is missing or unreadable."""
@@ -113,19 +161,18 @@ def usable_cores() -> int:
 
 
 class LaneMode:
-    """Serial or parallel builds for kernels over a middle number of lanes, by the machine's load.
+    """One thread or all threads for kernels over a middle number of lanes, by the machine's load.
 
     Two threads win there only when a second core is free: on the 2-core development machine, inside a
-    hypergradient of the paper MLP (8860 weights), the parallel builds make a step 12-21% faster when
-    it is quiet and 9-14% slower beside one busy process, and timing each kernel does not tell the two
-    apart (a parallel kernel may time well and still slow the step around it). So the mode follows
+    hypergradient of the paper MLP (8860 weights), two threads made a step 12-21% faster than the
+    serial builds when it was quiet and 9-14% slower beside one busy process, and timing each kernel
+    does not tell the two apart (a parallel kernel may time well and still slow the step around it). So the mode follows
     the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled at most every ``SAMPLE_S``
-    seconds and averaged, ``c <- c + SMOOTHING (sample - c)``: the kernels run their parallel builds
-    while the average leaves this process's threads their cores (with c = ``usable_cores()``: average - 1
-    + min(threads, c) <= c + ``FREE_MARGIN``), and their serial builds otherwise, or where the
-    load cannot be read. Both compute the same integers, so the mode changes only the time. On one
-    Numba thread every kernel runs its serial build. ``load`` and ``clock`` are the sampler and the
-    timer (seconds)."""
+    seconds and averaged, ``c <- c + SMOOTHING (sample - c)``: the kernels run on all threads while the
+    average leaves this process's threads their cores (with c = ``usable_cores()``: average - 1
+    + min(threads, c) <= c + ``FREE_MARGIN``), and on one thread (``one_thread``) otherwise, or where
+    the load cannot be read, or with one Numba thread. Both compute the same integers, so the mode
+    changes only the time. ``load`` and ``clock`` are the sampler and the timer (seconds)."""
 
     def __init__(self, load=runnable_tasks, clock=time.monotonic):
         self.load, self.clock = load, clock
@@ -137,7 +184,7 @@ class LaneMode:
         """Take a sample of the load and set the mode from the average."""
         self.sampled = now
         sample = self.load() if nb.get_num_threads() > 1 else None
-        if sample is None:  # one thread, or no load to read: serial builds
+        if sample is None:  # one thread, or no load to read
             self.parallel = False
             return
         self.average = sample if self.average is None else self.average + SMOOTHING * (sample - self.average)
@@ -145,11 +192,11 @@ class LaneMode:
         self.parallel = self.average - 1 + min(nb.get_num_threads(), cores) <= cores + FREE_MARGIN
 
     def run(self, kernel, args):
-        """kernel(*args) on the build the current load calls for."""
+        """kernel(*args) on several threads or on one (``one_thread``), as the current load calls for."""
         now = self.clock()
         if now - self.sampled >= SAMPLE_S:
             self._sample(now)
-        return (kernel if self.parallel else serial_build(kernel))(*args)
+        return (kernel if self.parallel else one_thread(kernel))(*args)
 
 
 class _OnLanes:
@@ -194,14 +241,14 @@ def lane_mode(n_lanes: int) -> LaneMode:
 
 
 def for_lanes(kernel, n_lanes: int):
-    """What runs ``kernel`` on ``n_lanes`` lanes: its serial build below ``SERIAL_BELOW``, ``kernel``
-    itself from ``PARALLEL_FROM``, and in between the faster of the two as measured
-    (``LaneMode``), except a ``light`` kernel, serial below ``PARALLEL_FROM``. All compute the same
-    integers."""
+    """What runs ``kernel`` on ``n_lanes`` lanes: one thread (``serial_runner``) below
+    ``SERIAL_BELOW``, ``kernel`` itself on all threads from ``PARALLEL_FROM``, and in between one or
+    all threads as the machine's load calls for (``LaneMode``); a ``light`` kernel runs its serial
+    build below ``PARALLEL_FROM``. All compute the same integers."""
     if n_lanes >= PARALLEL_FROM:
         return kernel
     if n_lanes < SERIAL_BELOW or kernel in _LIGHT:
-        return serial_build(kernel)
+        return serial_runner(kernel, n_lanes)
     runner = _RUNNERS.get((kernel, n_lanes))
     if runner is None:
         runner = _RUNNERS[kernel, n_lanes] = _OnLanes(kernel, lane_mode(n_lanes))

@@ -40,11 +40,14 @@ def test_settings_name_every_control():
     assert s["threads"] == numba.get_num_threads()
 
 
-def test_for_lanes_picks_serial_parallel_or_by_load_by_size():
+def test_for_lanes_picks_one_thread_all_threads_or_by_load_by_size():
     assert threads.for_lanes(push_kernel, threads.PARALLEL_FROM) is push_kernel
-    serial = threads.for_lanes(push_kernel, threads.SERIAL_BELOW - 1)
-    assert serial is not push_kernel and serial is threads.for_lanes(push_kernel, 1)
-    assert serial.py_func.__qualname__.endswith("_serial") and serial is threads.serial_build(push_kernel)
+    one = threads.for_lanes(push_kernel, threads.SERIAL_BELOW - 1)
+    assert one is threads.one_thread(push_kernel) and one.kernel is push_kernel
+    assert threads.for_lanes(push_kernel, threads.ONE_THREAD_FROM) is one
+    serial = threads.for_lanes(push_kernel, threads.ONE_THREAD_FROM - 1)
+    assert serial is threads.for_lanes(push_kernel, 1) and serial is threads.serial_build(push_kernel)
+    assert serial.py_func.__qualname__.endswith("_serial")
     middle = threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
     assert middle is threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
     assert middle.kernel is push_kernel and middle.mode is threads.lane_mode(threads.SERIAL_BELOW)
@@ -60,9 +63,9 @@ class _Clock:
 
 
 def _spy_builds(monkeypatch):
-    """Replace serial_build by a recorder: returns the list of builds run ("serial" or "parallel")."""
+    """Replace one_thread by a recorder: returns the list of runs ("one thread" or "parallel")."""
     ran = []
-    monkeypatch.setattr(threads, "serial_build", lambda k: lambda x: ran.append("serial") or x + 1)
+    monkeypatch.setattr(threads, "one_thread", lambda k: lambda x: ran.append("one thread") or x + 1)
     return ran
 
 
@@ -88,7 +91,7 @@ def test_lane_mode_runs_parallel_builds_while_a_core_is_free_and_serial_ones_whe
         assert not mode.parallel and mode.average > 2.5
         ran.clear()
         mode.run(kernel, (1,))
-        assert ran == ["serial"]
+        assert ran == ["one thread"]
         load[0] = 1
         for _ in range(20):
             clock.now += threads.SAMPLE_S
@@ -109,13 +112,13 @@ def test_lane_mode_samples_the_load_at_most_every_sample_interval(monkeypatch):
         assert len(samples) == 2
 
 
-def test_lane_mode_runs_serial_builds_on_one_thread_or_without_a_load(monkeypatch):
+def test_lane_mode_runs_on_one_thread_with_one_numba_thread_or_without_a_load(monkeypatch):
     ran = _spy_builds(monkeypatch)
     with num_threads_only(1):
         threads.LaneMode(load=lambda: 1, clock=_Clock()).run(_kernel(ran), (0,))
     with num_threads_only(2):
         threads.LaneMode(load=lambda: None, clock=_Clock()).run(_kernel(ran), (0,))
-    assert ran == ["serial", "serial"]
+    assert ran == ["one thread", "one thread"]
 
 
 def test_runnable_tasks_reads_the_load_file_and_gives_none_without_one(tmp_path):
@@ -155,7 +158,7 @@ def test_for_lanes_refuses_what_is_not_a_kernel():
 
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(1, 300), seed=st.integers(0, 2 ** 32 - 1), steps=st.integers(1, 40))
-def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
+def test_serial_one_thread_and_parallel_runs_compute_the_same_integers(n, seed, steps):
     rng = np.random.default_rng(seed)
     w0 = rng.integers(-2 ** 52, 2 ** 52, n)
     v0 = rng.integers(-2 ** 40, 2 ** 40, n)
@@ -163,7 +166,7 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
     grads = rng.normal(size=(steps, n))
     bases = rng.integers(1, 65536, n)
     results = []
-    for build in (lambda k: k, lambda k: threads.for_lanes(k, 1)):
+    for build in (lambda k: k, threads.serial_build, threads.one_thread):
         kernels = (group_rational_multiply_kernel, momentum_kick_kernel, pop_kernel)
         decay, kick, pop = (build(k) for k in kernels)
         w, v = w0.copy(), v0.copy()
@@ -180,8 +183,9 @@ def test_serial_and_parallel_builds_compute_the_same_integers(n, seed, steps):
         out = np.zeros(n, np.int64)
         pop(heads, counts, words, bases, buf.floor, out, True, errs)
         results.append((w, v, heads, counts, words, out))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_light_kernels_run_serial_below_the_parallel_size_whatever_the_load(monkeypatch):
@@ -194,3 +198,25 @@ def test_light_kernels_run_serial_below_the_parallel_size_whatever_the_load(monk
         assert threads.for_lanes(kernel, threads.PARALLEL_FROM) is kernel
     monkeypatch.setattr(threads, "_LIGHT", set())
     assert threads.light(push_kernel) is push_kernel and threads._LIGHT == {push_kernel}
+    assert threads.serial_runner(push_kernel, threads.SERIAL_BELOW) is threads.serial_build(push_kernel)
+
+
+def test_one_thread_runs_the_kernel_on_one_numba_thread_and_restores_the_count():
+    seen = []
+
+    def kernel(x):
+        seen.append(numba.get_num_threads())
+        if x < 0:
+            raise KeyboardInterrupt
+        return x
+
+    runner = threads._OneThread(kernel)
+    with num_threads_only(2):
+        before = numba.get_num_threads()
+        assert runner(3) == 3
+        with pytest.raises(KeyboardInterrupt):
+            runner(-1)
+        assert seen == [1, 1] and numba.get_num_threads() == before
+    with num_threads_only(1):
+        assert runner(4) == 4 and seen[-1] == 1
+    assert threads.one_thread(push_kernel) is threads.one_thread(push_kernel)
