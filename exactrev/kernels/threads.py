@@ -1,4 +1,4 @@
-"""How the parallel CPU kernels use threads: a short spin at barriers, and serial runs below a size.
+"""How the parallel CPU kernels use threads: a short spin at barriers; one thread or all, by size and load.
 
 Every parallel kernel call is one OpenMP region that ends at a barrier. GNU OpenMP (the runtime behind
 Numba's ``omp`` layer on Linux) lets a waiting thread spin up to ``GOMP_SPINCOUNT`` times before it
@@ -40,8 +40,8 @@ SAMPLE_S = 0.02
 SMOOTHING = 0.25
 """Weight of the newest sample in a ``LaneMode``'s average load."""
 FREE_MARGIN = 0.5
-"""Runnable tasks beyond the cores, on average, that a ``LaneMode`` still runs parallel builds with
-(a waiting thread of this process counts while it spins)."""
+"""Runnable tasks beyond the cores, on average, with which a ``LaneMode`` still runs all threads (a
+waiting thread of this process counts while it spins)."""
 
 _USER_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
@@ -93,6 +93,18 @@ def serial_build(kernel, **callees):
         copy.__doc__ = fn.__doc__
         serial = _SERIAL[kernel] = nb.njit(cache=True)(copy)
     return serial
+
+
+_LIGHT = set()
+
+
+def light(kernel):
+    """Mark ``kernel`` (a parallel Numba kernel) as light work per lane, a few nanoseconds (a
+    conversion, a rounded product): ``for_lanes`` runs its serial build below ``PARALLEL_FROM`` lanes
+    whatever the load, since starting a parallel region whose threads sleep costs more there (the
+    8860 weights of the paper MLP: 34 us against 5 us for a conversion to floats). Returns it."""
+    _LIGHT.add(kernel)
+    return kernel
 
 
 ONE_THREAD_FROM = 512
@@ -166,12 +178,12 @@ class LaneMode:
     Two threads win there only when a second core is free: on the 2-core development machine, inside a
     hypergradient of the paper MLP (8860 weights), two threads made a step 12-21% faster than the
     serial builds when it was quiet and 9-14% slower beside one busy process, and timing each kernel
-    does not tell the two apart (a parallel kernel may time well and still slow the step around it). So the mode follows
-    the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled at most every ``SAMPLE_S``
-    seconds and averaged, ``c <- c + SMOOTHING (sample - c)``: the kernels run on all threads while the
-    average leaves this process's threads their cores (with c = ``usable_cores()``: average - 1
-    + min(threads, c) <= c + ``FREE_MARGIN``), and on one thread (``one_thread``) otherwise, or where
-    the load cannot be read, or with one Numba thread. Both compute the same integers, so the mode
+    does not tell the two apart (a parallel kernel may time well and still slow the step around it).
+    So the mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled at most
+    every ``SAMPLE_S`` seconds and averaged, ``c <- c + SMOOTHING (sample - c)``: the kernels run on all
+    threads while the average leaves this process's threads their cores (with c = ``usable_cores()``:
+    average - 1 + min(threads, c) <= c + ``FREE_MARGIN``), and on one thread (``one_thread``) otherwise,
+    or where the load cannot be read, or with one Numba thread. Both compute the same integers, so the mode
     changes only the time. ``load`` and ``clock`` are the sampler and the timer (seconds)."""
 
     def __init__(self, load=runnable_tasks, clock=time.monotonic):
@@ -209,18 +221,6 @@ class _OnLanes:
 
     def __call__(self, *args):
         return self.mode.run(self.kernel, args)
-
-
-_LIGHT = set()
-
-
-def light(kernel):
-    """Mark ``kernel`` (a parallel Numba kernel) as light work per lane, a few nanoseconds (a
-    conversion, a rounded product): ``for_lanes`` runs its serial build below ``PARALLEL_FROM`` lanes
-    whatever the load, since starting a parallel region whose threads sleep costs more there (the
-    8860 weights of the paper MLP: 34 us against 5 us for a conversion to floats). Returns it."""
-    _LIGHT.add(kernel)
-    return kernel
 
 
 _MODES = {}

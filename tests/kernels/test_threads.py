@@ -36,7 +36,9 @@ def test_spin_default_is_set_only_when_the_user_chose_nothing():
 
 def test_settings_name_every_control():
     s = threads.settings()
-    assert {"threading_layer", "threads", "serial_below", "parallel_from", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} <= set(s)
+    names = {"threading_layer", "threads", "serial_below", "parallel_from", "GOMP_SPINCOUNT",
+             "OMP_WAIT_POLICY"}
+    assert names <= set(s)
     assert s["threads"] == numba.get_num_threads()
 
 
@@ -76,7 +78,7 @@ def _kernel(ran):
     return kernel
 
 
-def test_lane_mode_runs_parallel_builds_while_a_core_is_free_and_serial_ones_when_busy(monkeypatch):
+def test_lane_mode_runs_all_threads_while_a_core_is_free_and_one_when_busy(monkeypatch):
     ran = _spy_builds(monkeypatch)
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     load, clock = [1], _Clock()
