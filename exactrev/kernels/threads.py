@@ -196,13 +196,14 @@ class LaneMode:
     def _sample(self, now):
         """Take a sample of the load and set the mode from the average."""
         self.sampled = now
-        sample = self.load() if nb.get_num_threads() > 1 else None
+        threads = nb.get_num_threads()
+        sample = self.load() if threads > 1 else None
         if sample is None:  # one thread, or no load to read
             self.parallel = False
             return
         self.average = sample if self.average is None else self.average + SMOOTHING * (sample - self.average)
         cores = usable_cores()
-        self.parallel = self.average - 1 + min(nb.get_num_threads(), cores) <= cores + FREE_MARGIN
+        self.parallel = self.average - 1 + min(threads, cores) <= cores + FREE_MARGIN
 
     def run(self, kernel, args):
         """kernel(*args) on several threads or on one (``one_thread``), as the current load calls for."""

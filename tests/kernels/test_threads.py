@@ -1,8 +1,6 @@
 """The thread settings: the user's wait policy is kept, builds are chosen by size and load, and serial
 builds compute the same integers."""
 
-import contextlib
-
 import numba
 import numpy as np
 import pytest
@@ -14,16 +12,7 @@ from exactrev.kernels import threads
 from exactrev.kernels.buffer_ops import pop_kernel, push_kernel
 from exactrev.kernels.momentum import group_rational_multiply_kernel, momentum_kick_kernel
 
-
-@contextlib.contextmanager
-def num_threads_only(k):
-    """Numba on k threads (at most the threads it has) for a block, restored after."""
-    old = numba.get_num_threads()
-    numba.set_num_threads(min(k, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
+from ..helpers import num_threads
 
 
 def test_spin_default_is_set_only_when_the_user_chose_nothing():
@@ -84,7 +73,7 @@ def test_lane_mode_runs_all_threads_while_a_core_is_free_and_one_when_busy(monke
     load, clock = [1], _Clock()
     mode = threads.LaneMode(load=lambda: load[0], clock=clock)
     kernel = _kernel([])
-    with num_threads_only(2):
+    with num_threads(2):
         assert mode.run(kernel, (1,)) == 2 and mode.parallel  # quiet: 1 task, this one
         load[0] = 3                                            # a busy process beside ours
         for _ in range(20):
@@ -105,7 +94,7 @@ def test_lane_mode_samples_the_load_at_most_every_sample_interval(monkeypatch):
     _spy_builds(monkeypatch)
     samples, clock = [], _Clock()
     mode = threads.LaneMode(load=lambda: samples.append(1) or 1, clock=clock)
-    with num_threads_only(2):
+    with num_threads(2):
         for _ in range(10):
             mode.run(_kernel([]), (0,))
         assert len(samples) == 1
@@ -116,9 +105,9 @@ def test_lane_mode_samples_the_load_at_most_every_sample_interval(monkeypatch):
 
 def test_lane_mode_runs_on_one_thread_with_one_numba_thread_or_without_a_load(monkeypatch):
     ran = _spy_builds(monkeypatch)
-    with num_threads_only(1):
+    with num_threads(1):
         threads.LaneMode(load=lambda: 1, clock=_Clock()).run(_kernel(ran), (0,))
-    with num_threads_only(2):
+    with num_threads(2):
         threads.LaneMode(load=lambda: None, clock=_Clock()).run(_kernel(ran), (0,))
     assert ran == ["one thread", "one thread"]
 
@@ -213,12 +202,12 @@ def test_one_thread_runs_the_kernel_on_one_numba_thread_and_restores_the_count()
         return x
 
     runner = threads._OneThread(kernel)
-    with num_threads_only(2):
+    with num_threads(2):
         before = numba.get_num_threads()
         assert runner(3) == 3
         with pytest.raises(KeyboardInterrupt):
             runner(-1)
         assert seen == [1, 1] and numba.get_num_threads() == before
-    with num_threads_only(1):
+    with num_threads(1):
         assert runner(4) == 4 and seen[-1] == 1
     assert threads.one_thread(push_kernel) is threads.one_thread(push_kernel)
