@@ -5,8 +5,9 @@ one): on a 2-core AVX2 machine it took 14-16 ns per element, half the time of an
 paper's network. This one is straight-line float arithmetic, so LLVM vectorises the loop (AVX2: four
 lanes), and its polynomials go by Estrin's scheme, whose short dependency chains keep the vector
 units busy: 4.6-4.7 ns per element there (6.4-6.9 with Horner's rule, 3x faster than numpy's), and
-it gives the same bits wherever it runs: each
-operation is a single IEEE multiply, add, divide or select, and no fused multiply-add is formed
+0.84x that since 2**-k is written from its bits (below). It gives the same bits wherever it runs: each
+operation is a single IEEE multiply, add, divide or select (or integer work on a float's exponent
+bits, which is exact), and no fused multiply-add is formed
 (Numba does not contract without fastmath).
 
 For x >= 0 (odd symmetry gives the rest, exactly, through copysign):
@@ -14,9 +15,10 @@ For x >= 0 (odd symmetry gives the rest, exactly, through copysign):
     x < 0.625:  tanh x = x + x s P(s),  s = x**2, P of degree 12 (TANH_SMALL)
     otherwise:  tanh x = (1 - e) / (1 + e),  e = exp(-2x)  (e <= 0.287: no cancellation)
     exp(-y) = 2**-k exp(r),  k = round(y / ln 2),  r = k ln2_hi - y + k ln2_lo  (|r| <= ln 2 / 2),
-              exp(r) by its Taylor polynomial of degree 13 (error below 4e-18), 2**-k by exact
-              multiplications by powers of two selected by the bits of k; y is capped at 40, where
-              tanh is 1 in float64.
+              exp(r) by its Taylor polynomial of degree 13 (error below 4e-18), 2**-k written
+              directly as the float with exponent field 1023 - k (``power_of_two``, exact, two integer
+              instructions per four lanes: 15% faster than building it by six selected
+              multiplications, the same floats); y is capped at 40, where tanh is 1 in float64.
 
 P is a least-squares fit of (tanh x - x) / x**3 at 80 Chebyshev nodes of s in [0, 0.390625], computed
 in 40-digit arithmetic (mpmath). Over both branches
@@ -29,6 +31,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 TANH_SMALL = (-0.3333333333333333, 0.13333333333333322, -0.05396825396823636, 0.021869488535155,
               -0.008863235500337565, 0.0035921275153735703, -0.0014558284713925356, 0.0005899822495761865,
@@ -79,21 +84,32 @@ def estrin13(c, x):
     return low + (_pairs(c, 8, x, x2) + (c[12] + c[13] * x) * x4) * (x4 * x4)
 
 
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float64 whose IEEE bit pattern is the int64 ``bits`` (LLVM's bitcast: no instruction)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+@nb.njit(error_model="numpy", inline="always", cache=True)
+def power_of_two(e):
+    """2**e as a float64, exactly, for integer -1022 <= e <= 1023: biased exponent e + 1023, zero
+    mantissa. ``e`` is an int32, so that a vectorised loop converts to it from float64 (AVX2 has
+    no packed float-to-int64 conversion)."""
+    return _float_from_bits(np.int64(e + 1023) << 52)
+
+
 @nb.njit(error_model="numpy", inline="always", cache=True)
 def exp_neg(y):
     """e**-y for 0 <= y <= Y_CAP (NaN gives NaN)."""
     k = np.int32(y * INV_LN2 + 0.5)
     kf = np.float64(k)
     r = (kf * LN2_HI - y) + kf * LN2_LO
-    p = estrin13(E, r)
-    scale = 1.0
-    scale *= 0.5 if k & 1 else 1.0
-    scale *= 0.25 if k & 2 else 1.0
-    scale *= 0.0625 if k & 4 else 1.0
-    scale *= 0.00390625 if k & 8 else 1.0
-    scale *= 1.52587890625e-05 if k & 16 else 1.0
-    scale *= 2.3283064365386963e-10 if k & 32 else 1.0
-    return p * scale
+    return estrin13(E, r) * power_of_two(-k)
 
 
 @nb.njit(error_model="numpy", inline="always", cache=True)

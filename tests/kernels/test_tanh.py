@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from exactrev.kernels.tanh import SMALL_BELOW, tanh_and_slope
+import numba as nb
+
+from exactrev.kernels.tanh import SMALL_BELOW, power_of_two, tanh_and_slope
 
 
 def _tanh(x):
@@ -55,3 +57,16 @@ def test_shapes_are_kept_and_bad_outputs_refused():
         tanh_and_slope(z, np.empty((3, 4)), np.empty((4, 3)).T)
     with pytest.raises(ValueError, match="a must be"):
         tanh_and_slope(z, np.empty((3, 4), np.float32), np.empty((3, 4)))
+
+
+@nb.njit
+def _powers(exponents, out):
+    for i in range(exponents.shape[0]):
+        out[i] = power_of_two(exponents[i])
+
+
+def test_power_of_two_is_exact_over_the_normal_exponents():
+    e = np.arange(-1022, 1024, dtype=np.int32)
+    out = np.empty(e.shape[0])
+    _powers(e, out)
+    np.testing.assert_array_equal(out, [math.ldexp(1.0, int(k)) for k in e])
