@@ -153,13 +153,17 @@ def velocity_redo_kernel(v, heads, counts, words, floor, group, nums, dens, one_
 @light
 @nb.njit(parallel=True, cache=True)
 def weights_back_kernel(w, v, group, lr, commit, errs):
-    """First half of a reverse step: w <- w - round(a * v)."""
+    """First half of a reverse step: w <- w - round(a * v). A lane that fails sets errs[i] and writes
+    nothing; with ``commit`` the others are written. Returns the number of failed lanes."""
+    failed = 0
     for i in nb.prange(w.shape[0]):
         wn, err = weights_back_lane(w[i], v[i], lr[group[i]])
         if err != ERR_OK:
             errs[i] = err
+            failed += 1
         elif commit:
             w[i] = wn
+    return failed
 
 
 @nb.njit(parallel=True, cache=True)

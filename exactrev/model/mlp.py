@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import mlp_blas
-from .mlp_kernels import ACT_RELU, ACT_TANH, mlp_pass, mlp_predict, param_count, serial_mlp_pass
+from .mlp_kernels import (ACT_RELU, ACT_TANH, labels_in_range, mlp_pass, mlp_predict, param_count,
+                          serial_mlp_pass)
 
 ACTIVATIONS = {"tanh": ACT_TANH, "relu": ACT_RELU}
 BACKENDS = ("blas", "loops")
@@ -89,7 +90,7 @@ class MLP:
         if y is None:
             return params, X, None
         y = np.ascontiguousarray(y, np.int64)
-        if y.shape != (X.shape[0],) or (y.size and (y.min() < 0 or y.max() >= self.sizes[-1])):
+        if y.shape != (X.shape[0],) or not labels_in_range(y, self.sizes[-1]):
             raise ValueError(f"y must hold {X.shape[0]} labels in [0, {self.sizes[-1]})")
         return params, X, y
 

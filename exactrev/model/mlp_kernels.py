@@ -68,6 +68,16 @@ def param_count(sizes):
 
 
 @nb.njit(cache=True)
+def labels_in_range(y, classes):
+    """True when every label of y (int64[B]) is in [0, classes): one compiled pass, where numpy's
+    min and max are two (the check of every MLP pass on its batch)."""
+    for i in range(y.shape[0]):
+        if y[i] < 0 or y[i] >= classes:
+            return False
+    return True
+
+
+@nb.njit(cache=True)
 def column_sums(D, out, accumulate):
     if not accumulate:
         out[:] = 0.0

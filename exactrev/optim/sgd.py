@@ -168,12 +168,13 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
             args = (self.w, self.v, self.group, omg, lr, grad, self.fmt.scale)
             kick = for_lanes(momentum_kick_kernel, self.n_weights)
             errs = np.zeros(self.n_weights, np.int8)
-            if kick(*args, False, None, errs):  # undo the lanes that went through
+            failed = kick(*args, False, None, errs)
+            if failed:  # undo the lanes that went through
                 kick(*args, True, errs, np.zeros_like(errs))
         except BaseException:
             self._decay(t, nums, dens, inverse=True)
             raise
-        if errs.any():
+        if failed:
             self._decay(t, nums, dens, inverse=True)
             self._raise_if(errs, t, grad, "forward")
         self.t = t + 1
@@ -193,9 +194,9 @@ class ReversibleSGD(HalfStep, FixedPointMomentum):
         """First half of reversing step t-1: w <- w - a v. Follow with :meth:`unstep_velocity`."""
         t = self._begin_unstep("unstep_velocity")
         errs = np.zeros(self.n_weights, np.int8)
-        for_lanes(weights_back_kernel, self.n_weights)(self.w, self.v, self.group, self.schedule.lr[t],
-                                                       True, errs)  # failing lanes write nothing
-        if errs.any():  # move the lanes that went through forward again, then report the first failure
+        if for_lanes(weights_back_kernel, self.n_weights)(self.w, self.v, self.group, self.schedule.lr[t],
+                                                          True, errs):  # failing lanes write nothing
+            # move the lanes that went through forward again, then report the first failure
             self._redo_weights(t, errs == 0)
             self._raise_if(errs, t, None, "reverse")
         self._half_done = True

@@ -107,8 +107,12 @@ def test_bad_inputs_are_refused():
         net.loss(p[:-1], X, y)
     with pytest.raises(ValueError, match="X has shape"):
         net.loss(p, X[:, :2], y)
-    with pytest.raises(ValueError, match="labels"):
-        net.loss(p, X, y + 5)
+    for bad in (5, 2, -1):  # 2 classes: labels 0 and 1 only
+        y_bad = y.copy()
+        y_bad[-1] = bad
+        with pytest.raises(ValueError, match="labels"):
+            net.loss(p, X, y_bad)
+    net.loss(p, X, np.ones_like(y))  # the top label is accepted
     for backend in ("blas", "loops"):
         with pytest.raises(ValueError, match="X has no rows"):
             MLP((3, 4, 2), "tanh", backend).loss_grad(p, X[:0], y[:0])
