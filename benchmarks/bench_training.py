@@ -1,10 +1,12 @@
 """Training on the paper-sized MLP: reversible forward vs plain float64, reverse sweep, memory."""
 
 from exactrev.faces.bench_training import PaperProblem, peak_memory
+from exactrev.faces.peers_numpy import numpy_training
 
 
 class Forward:
-    """One forward run of T = 100 steps: reversible fixed point + buffer against plain float64."""
+    """One forward run of T = 100 steps: reversible fixed point + buffer against plain float64 on the
+    same MLP passes and against plain numpy float64 training."""
 
     timeout = 600
 
@@ -18,6 +20,9 @@ class Forward:
 
     def time_float64(self):
         self.prob.forward_float()
+
+    def time_numpy_float64(self):
+        numpy_training(self.prob)
 
     def time_hypergradient(self):
         self.prob.hypergradient()

@@ -40,9 +40,25 @@ def test_bench_command_quick_training_suite(capsys):
 
     figures = training_report(steps=5, memory_steps=10)
     out = capsys.readouterr().out
-    assert "ratio" in out and "store / reversal" in out
+    assert "ratio" in out and "store / reversal" in out and "plain numpy float64 training" in out
+    assert len(figures["forward"]) == 3 and min(figures["forward"]) > 0
     peak_rev, peak_store = figures["memory"]["reversal"][0], figures["memory"]["store"][0]
     assert peak_store > peak_rev > 0
+
+
+def test_plain_numpy_training_follows_the_float_loop_on_exactrevs_mlp_passes():
+    from exactrev.faces.bench_training import PaperProblem
+    from exactrev.faces.peers_numpy import layer_views, numpy_training, tanh_mlp_grad
+
+    prob = PaperProblem(8)
+    w = prob.w0()
+    X, y = prob.data.train.X[:50], prob.data.train.y[:50]
+    g = np.empty_like(w)
+    loss = tanh_mlp_grad(layer_views(w, prob.net.sizes), layer_views(g, prob.net.sizes), X, y)
+    want_loss, want_grad = prob.net.loss_grad(w, X, y)
+    assert loss == pytest.approx(want_loss, rel=1e-13)
+    np.testing.assert_allclose(g, want_grad, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(numpy_training(prob), prob.forward_float(), rtol=1e-10, atol=1e-13)
 
 
 def test_compare_report_rows_and_plot(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Training benchmarks on the paper-sized MLP: what exactness costs, measured in one run.
 
 - forward: reversible fixed-point momentum SGD against plain float64 momentum SGD with the same MLP
-  kernels and the same mini-batches (no fixed point, no buffer);
+  kernels and the same mini-batches (no fixed point, no buffer), and against plain numpy float64
+  training of the same network (``peers_numpy``: numpy's matmul and tanh);
 - reverse: the hypergradient's reverse sweep (gradient + Hessian-vector product per step) against the
   forward run;
 - memory: peak memory allocated during a whole hypergradient (tracemalloc sees NumPy's allocations)
@@ -22,6 +23,7 @@ from ..hyper.losses import MLPTrainingLoss, MLPValidationLoss
 from ..model.mlp import MLP
 from ..optim.sgd import ReversibleSGD
 from .bench_buffer import best_time, best_times
+from .peers_numpy import numpy_training
 
 
 class PaperProblem:
@@ -64,11 +66,18 @@ class PaperProblem:
 
 
 def forward_times(steps=100, repeat=3):
-    """(reversible seconds, float64 seconds) for one forward run of ``steps`` steps."""
+    """(reversible, float64 on the same MLP passes, plain numpy float64) seconds of one forward run of
+    ``steps`` steps: the fastest of ``repeat`` rounds that run the first two in turn, then the fastest
+    of ``repeat`` numpy runs (numpy's BLAS at its own threads). Numpy goes last because its threaded
+    BLAS leaves worker threads spinning after a product, which slowed a two-thread run right after
+    it by up to 1.6x."""
     prob = PaperProblem(steps)
     prob.forward_reversible()  # compile
     prob.forward_float()
-    return tuple(best_times((prob.forward_reversible, prob.forward_float), repeat))  # alternately
+    rev, flt = best_times((prob.forward_reversible, prob.forward_float), repeat)  # alternately
+    numpy_training(prob)
+    plain = best_time(lambda: numpy_training(prob), repeat)
+    return rev, flt, plain
 
 
 def reverse_over_forward(steps=100, repeat=2):
@@ -124,10 +133,12 @@ def peak_memory(method, steps=1000, hidden=(50, 50, 50), **kwargs):
 
 def training_report(steps=100, memory_steps=1000, out=print):
     """Print the training benchmark table; return the figures."""
-    rev, flt = forward_times(steps)
+    rev, flt, plain = forward_times(steps)
     out(f"Forward training, paper MLP (64-50-50-50-10 tanh, batch 200), T = {steps}")
-    out(f"  reversible fixed point + buffer: {rev:.3f} s   plain float64 momentum SGD: {flt:.3f} s   "
-        f"ratio {rev / flt:.3f}x (target <= 1.1x)")
+    out(f"  reversible fixed point + buffer: {rev:.3f} s   plain float64 momentum SGD on the same MLP "
+        f"passes: {flt:.3f} s   ratio {rev / flt:.3f}x (target <= 1.1x)")
+    out(f"  plain numpy float64 training (numpy's matmul and tanh): {plain:.3f} s   reversible / numpy "
+        f"{rev / plain:.3f}x")
     total, fwd = reverse_over_forward(steps)
     out(f"  hypergradient (forward + reverse sweep): {total:.3f} s; reverse sweep alone "
         f"{total - fwd:.3f} s = {(total - fwd) / fwd:.2f}x the forward run")
@@ -152,4 +163,4 @@ def training_report(steps=100, memory_steps=1000, out=print):
     out(f"  gradient: {rates['grad_ms']:.3f} ms, {rates['grad']:.1f} GFLOP/s "
         f"({rates['grad'] / rates['peak']:.0%} of peak); gradient + HVP: {rates['grad_hvp_ms']:.3f} ms, "
         f"{rates['grad_hvp']:.1f} GFLOP/s ({rates['grad_hvp'] / rates['peak']:.0%})")
-    return {"forward": (rev, flt), "reverse": (total, fwd), "memory": rows, "flops": rates}
+    return {"forward": (rev, flt, plain), "reverse": (total, fwd), "memory": rows, "flops": rates}
