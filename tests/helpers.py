@@ -8,22 +8,25 @@ import numba
 @contextlib.contextmanager
 def num_threads(k):
     """Run a block with numba and BLAS using k threads and the parallel kernel builds even for small
-    problems (``threads.SERIAL_BELOW``, ``threads.PARALLEL_FROM`` and ``mlp.SERIAL_BELOW`` = 0, so no
-    build is chosen by the machine's load), restoring all of them after."""
+    problems (``threads.SERIAL_BELOW``, ``threads.PARALLEL_FROM`` and ``mlp.SERIAL_BELOW`` = 0) on all
+    k threads whatever the machine's load (``threads.load_mode().forced``), restoring all of them after."""
     from threadpoolctl import threadpool_limits
 
     from exactrev.kernels import threads
     from exactrev.model import mlp
 
-    old = numba.get_num_threads(), threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW
+    mode = threads.load_mode()
+    old = (numba.get_num_threads(), threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW,
+           mode.forced)
     numba.set_num_threads(k)
     threads.SERIAL_BELOW = threads.PARALLEL_FROM = mlp.SERIAL_BELOW = 0
+    mode.forced = True
     try:
         with threadpool_limits(k, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(old[0])
-        threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW = old[1:]
+        threads.SERIAL_BELOW, threads.PARALLEL_FROM, mlp.SERIAL_BELOW, mode.forced = old[1:]
 
 
 def hyper_central_difference(run, args, perturb, h):

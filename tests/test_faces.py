@@ -106,11 +106,12 @@ def test_busy_report_times_each_workload_quiet_and_busy(capsys):
     assert "slowdown" in printed and "GOMP_SPINCOUNT" in printed
 
 
-def test_busy_workloads_cover_both_kernel_paths_and_the_main_job():
+def test_busy_workloads_cover_both_buffer_sizes_and_the_main_job():
     from exactrev.faces.bench_busy import workloads
 
     names = " ".join(workloads())
-    assert "chosen by load" in names and "parallel kernel" in names and "hypergradient" in names
+    assert "10^4 lanes" in names and "10^5 lanes" in names and "chosen by load" in names
+    assert "hypergradient" in names
 
 
 def test_smoothing_keeps_length_and_constants_and_averages_a_window():

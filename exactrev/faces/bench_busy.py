@@ -2,8 +2,8 @@
 
 Users run several trials per machine and mix libraries in one process, so another process holding a
 core is the normal case. A parallel kernel whose OpenMP threads spin at every barrier then waits on a
-thread that is descheduled. This report prints the slowdown of the buffer (at 10^4 lanes, where the
-build follows the load, and on the parallel kernel), of reversible training, of one hypergradient (a
+thread that is descheduled. This report prints the slowdown of the buffer (at 10^4 and 10^5 lanes,
+on the threads the load chooses), of reversible training, of one hypergradient (a
 meta-iteration of the main job) and of that hypergradient in a process whose XLA pool has just run,
 each beside competing busy processes, in the same run, under the threading settings of the process
 (docs/engine.md, "Threads").
@@ -83,7 +83,7 @@ def _after_jax_work(steps=50):
 def workloads():
     """name -> function returning one timing; the JAX-mixed one only where JAX is installed."""
     out = {"buffer, ns per weight-step (10^4 lanes: build chosen by load)": _buffer_work,
-           "buffer, ns per weight-step (10^5 lanes: parallel kernel)": lambda: _buffer_work(100_000, 300),
+           "buffer, ns per weight-step (10^5 lanes: build chosen by load)": lambda: _buffer_work(100_000, 300),
            "reversible training, ms per step (paper MLP)": _training_work,
            "hypergradient T = 50 (one meta-iteration of the main job), s": _hypergradient_work}
     if importlib.util.find_spec("jax") is not None:

@@ -1,26 +1,28 @@
-"""How the parallel CPU kernels use threads: a short spin at barriers; one thread or all, by size and load.
+"""How the parallel CPU kernels use threads: a spin that bridges a step's gaps; one thread or all, by
+size and by the machine's load.
 
 Every parallel kernel call is one OpenMP region that ends at a barrier. GNU OpenMP (the runtime behind
 Numba's ``omp`` layer on Linux) lets a waiting thread spin up to ``GOMP_SPINCOUNT`` times before it
-sleeps; its default, 300 000 spins (milliseconds), is a whole scheduler slice. When another process
+sleeps; its default, 300 000 spins, is milliseconds, a whole scheduler slice. When another process
 holds a core, the thread a barrier waits for is descheduled and the spinning one burns the core it
-needs: a busy machine then made small kernels 10-100x slower. Two measures, both measured on the
-2-core development machine (docs/engine.md, "Threads"):
+needs: a busy machine then made small kernels 10-100x slower. A thread that sleeps instead costs a
+wake-up at the next region: 45-135 us on the 2-core development machine (a virtual machine), more than
+most kernels of a training step. Both measured there (docs/engine.md, "Threads"):
 
 - ``SPIN_COUNT``: unless the user chose (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set), importing
-  exactrev sets ``GOMP_SPINCOUNT`` to a short spin, tens of microseconds: as fast as the default on a
-  quiet machine, and a waiting thread yields its core soon on a busy one. Sleeping at once
-  (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up of about 50 us per region on that machine, 10x the
-  work of a 1000-weight kernel. The runtime reads the setting when it is loaded, so it applies only
-  if no OpenMP runtime was loaded before exactrev's first parallel kernel (see ``settings()``).
-- One thread, all threads, or by load, by size: a kernel over fewer than ``SERIAL_BELOW`` lanes runs
-  on one thread (``serial_runner``: its parallel build on one thread, or for a few lanes or a
-  ``light`` kernel its serial build, where ``prange`` runs as ``range``), so small problems do not pay
-  for threads they cannot use; from ``PARALLEL_FROM`` lanes on, on all threads. In between, where two
-  threads gain on a quiet machine and lose beside a busy process, ``LaneMode`` runs the kernels on all
-  threads while the machine's load (``/proc/loadavg``) leaves a core free, and on one otherwise;
-  ``light`` kernels (a few ns per lane) run serial there always. Integer results are the same for
-  every build and thread count.
+  exactrev sets ``GOMP_SPINCOUNT`` to 10 000, a spin of 200-500 us there: long enough to bridge the
+  Python between the regions of a step (tens of microseconds; with 1000 spins a thread slept after
+  20-50 us and every region paid the wake-up), short next to a scheduler slice. The runtime reads the
+  setting when it is loaded, so it applies only if no OpenMP runtime was loaded before exactrev's
+  first parallel kernel (see ``settings()``).
+- One thread, or by load, by size: a kernel over fewer than ``SERIAL_BELOW`` lanes runs on one thread
+  (``serial_runner``: its parallel build on one thread, or for a few lanes or a ``light`` kernel its
+  serial build, where ``prange`` runs as ``range``), so small problems do not pay for threads they
+  cannot use; ``light`` kernels (a few ns per lane) do so below ``PARALLEL_FROM`` lanes. Every other
+  parallel call, the MLP's batch chunks included (``by_load``), follows one ``LaneMode`` per process:
+  all threads while the machine's load (``/proc/loadavg``) leaves a core free, one thread otherwise,
+  so that no thread of exactrev spins at a barrier while another process waits for the core. Integer
+  results, and the MLP's floats, are the same for every build and thread count.
 """
 
 import os
@@ -30,18 +32,19 @@ import types
 
 import numba as nb
 
-SPIN_COUNT = 1000
+SPIN_COUNT = 10000
+"""``GOMP_SPINCOUNT`` that importing exactrev sets unless the user chose a wait policy."""
 SERIAL_BELOW = 4096
 """Lanes below which a kernel always runs on one thread (``serial_runner``)."""
 PARALLEL_FROM = 65536
-"""Lanes from which a kernel always runs on all threads (between the two: ``LaneMode``)."""
+"""Lanes from which a ``light`` kernel follows the load too (below: one thread, its serial build)."""
 SAMPLE_S = 0.02
 """Seconds between two samples of the machine's load by a ``LaneMode``."""
 SMOOTHING = 0.25
 """Weight of the newest sample in a ``LaneMode``'s average load."""
 FREE_MARGIN = 0.5
-"""Runnable tasks beyond the cores, on average, with which a ``LaneMode`` still runs all threads (a
-waiting thread of this process counts while it spins)."""
+"""Runnable tasks of other processes, on average, beyond the cores this process's threads leave free,
+with which a ``LaneMode`` still runs all threads."""
 
 _USER_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
@@ -193,24 +196,31 @@ def usable_cores() -> int:
 
 
 class LaneMode:
-    """One thread or all threads for kernels over a middle number of lanes, by the machine's load.
+    """One thread or all threads for parallel kernels, by the machine's load.
 
-    Two threads win there only when a second core is free: on the 2-core development machine, inside a
+    Two threads win only when a second core is free: on the 2-core development machine, inside a
     hypergradient of the paper MLP (8860 weights), two threads made a step 12-21% faster than the
     serial builds when it was quiet and 9-14% slower beside one busy process, and timing each kernel
     does not tell the two apart (a parallel kernel may time well and still slow the step around it).
+    With a spin that bridges a step's gaps (``SPIN_COUNT``), a thread left spinning beside a busy
+    process is worse still, so every parallel call of a step (the MLP's chunks too) follows the mode.
     So the mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled at most
-    every ``SAMPLE_S`` seconds and averaged, ``c <- c + SMOOTHING (sample - c)``: the kernels run on all
-    threads while the average leaves this process's threads their cores (with c = ``usable_cores()``:
-    average - 1 + min(threads, c) <= c + ``FREE_MARGIN``), and on one thread (``one_thread``) otherwise,
-    or where the load cannot be read, or with one Numba thread. Both compute the same integers, so the mode
-    changes only the time. ``load`` and ``clock`` are the sampler and the timer (seconds)."""
+    every ``SAMPLE_S`` seconds: the tasks of others are the sample less this process's threads that
+    may be runnable then (in all-threads mode min(threads, c), c = ``usable_cores()``, since a
+    thread waiting for the next region spins; in one-thread mode this one), averaged as
+    ``o <- o + SMOOTHING (others - o)``. The kernels run on all threads while o + min(threads, c) <= c +
+    ``FREE_MARGIN``, and on one thread (``one_thread``) otherwise, or where the load cannot be read,
+    or with one Numba thread; ``forced`` (True or False) overrides the load. Both compute the same
+    integers, so the mode changes only the time. ``load`` and ``clock`` are the sampler and the timer
+    (seconds)."""
 
     def __init__(self, load=runnable_tasks, clock=time.monotonic):
         self.load, self.clock = load, clock
         self.average = None
         self.sampled = -float("inf")
         self.parallel = False
+        self.forced = None
+        """None: follow the load; True or False: all threads or one thread, whatever the load."""
 
     def _sample(self, now):
         """Take a sample of the load and set the mode from the average."""
@@ -220,16 +230,22 @@ class LaneMode:
         if sample is None:  # one thread, or no load to read
             self.parallel = False
             return
-        self.average = sample if self.average is None else self.average + SMOOTHING * (sample - self.average)
         cores = usable_cores()
-        self.parallel = self.average - 1 + min(threads, cores) <= cores + FREE_MARGIN
+        ours = min(threads, cores) if self.parallel else 1  # this process's threads that may be runnable
+        others = sample - ours
+        self.average = others if self.average is None else self.average + SMOOTHING * (others - self.average)
+        self.parallel = self.average + min(threads, cores) <= cores + FREE_MARGIN
 
     def run(self, kernel, args):
         """kernel(*args) on several threads or on one (``one_thread``), as the current load calls for."""
-        now = self.clock()
-        if now - self.sampled >= SAMPLE_S:
-            self._sample(now)
-        return (kernel if self.parallel else one_thread(kernel))(*args)
+        if self.forced is None:
+            now = self.clock()
+            if now - self.sampled >= SAMPLE_S:
+                self._sample(now)
+            parallel = self.parallel
+        else:
+            parallel = self.forced
+        return (kernel if parallel else one_thread(kernel))(*args)
 
 
 class _OnLanes:
@@ -249,28 +265,28 @@ _RUNNERS = {}
 _MODES_LOCK = threading.Lock()
 
 
-def lane_mode(n_lanes: int) -> LaneMode:
-    """The ``LaneMode`` shared by every kernel over ``n_lanes`` lanes (kept for the process)."""
-    mode = _MODES.get(n_lanes)
+def load_mode() -> LaneMode:
+    """The process's ``LaneMode``: every kernel that may run on several threads follows it."""
+    mode = _MODES.get("load")
     if mode is None:
         with _MODES_LOCK:
-            if len(_MODES) >= 64:
-                _MODES.clear()
-                _RUNNERS.clear()
-            mode = _MODES.setdefault(n_lanes, LaneMode())
+            mode = _MODES.setdefault("load", LaneMode())
     return mode
+
+
+def by_load(kernel):
+    """``kernel`` (a parallel Numba kernel) on all threads or on one, as ``load_mode()`` calls for."""
+    runner = _RUNNERS.get(kernel)
+    if runner is None:
+        runner = _RUNNERS[kernel] = _OnLanes(kernel, load_mode())
+    return runner
 
 
 def for_lanes(kernel, n_lanes: int):
     """What runs ``kernel`` on ``n_lanes`` lanes: one thread (``serial_runner``) below
-    ``SERIAL_BELOW``, ``kernel`` itself on all threads from ``PARALLEL_FROM``, and in between one or
-    all threads as the machine's load calls for (``LaneMode``); a ``light`` kernel runs its serial
-    build below ``PARALLEL_FROM``. All compute the same integers."""
-    if n_lanes >= PARALLEL_FROM:
-        return kernel
-    if n_lanes < SERIAL_BELOW or kernel in _LIGHT:
+    ``SERIAL_BELOW``, and from there one or all threads as the machine's load calls for
+    (``by_load``); a ``light`` kernel runs its serial build below ``PARALLEL_FROM``. All compute the
+    same integers."""
+    if n_lanes < SERIAL_BELOW or (kernel in _LIGHT and n_lanes < PARALLEL_FROM):
         return serial_runner(kernel, n_lanes)
-    runner = _RUNNERS.get((kernel, n_lanes))
-    if runner is None:
-        runner = _RUNNERS[kernel, n_lanes] = _OnLanes(kernel, lane_mode(n_lanes))
-    return runner
+    return by_load(kernel)

@@ -38,6 +38,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_and_slope
+from ..kernels.threads import by_load
 from .blas_threads import single_thread_blas
 from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
 from .mlp_kernels import ACT_TANH, add_penalty, column_sums, param_count
@@ -264,7 +265,7 @@ def _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, h
         return chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out,
                           work)
     space = _workspace(sizes, B, "chunks")
-    return chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, space.bounds, grad_out, hvp_out, dx_out,
+    return by_load(chunks_pass)(params, sizes, act, X, y, vec, want_grad, want_r, space.bounds, grad_out, hvp_out, dx_out,
                        rdx_out, space.grads, space.hvps, space.works)
 
 

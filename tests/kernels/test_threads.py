@@ -31,8 +31,8 @@ def test_settings_name_every_control():
     assert s["threads"] == numba.get_num_threads()
 
 
-def test_for_lanes_picks_one_thread_all_threads_or_by_load_by_size():
-    assert threads.for_lanes(push_kernel, threads.PARALLEL_FROM) is push_kernel
+def test_for_lanes_picks_one_thread_or_the_load_by_size():
+    assert threads.for_lanes(push_kernel, 10 * threads.PARALLEL_FROM) is threads.by_load(push_kernel)
     one = threads.for_lanes(push_kernel, threads.SERIAL_BELOW - 1)
     assert one is threads.one_thread(push_kernel) and one.kernel is push_kernel
     assert threads.for_lanes(push_kernel, threads.ONE_THREAD_FROM) is one
@@ -41,8 +41,8 @@ def test_for_lanes_picks_one_thread_all_threads_or_by_load_by_size():
     assert serial.py_func.__qualname__.endswith("_serial")
     middle = threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
     assert middle is threads.for_lanes(push_kernel, threads.SERIAL_BELOW)
-    assert middle.kernel is push_kernel and middle.mode is threads.lane_mode(threads.SERIAL_BELOW)
-    assert threads.for_lanes(pop_kernel, threads.SERIAL_BELOW).mode is middle.mode  # one mode per size
+    assert middle.kernel is push_kernel and middle.mode is threads.load_mode()
+    assert threads.for_lanes(pop_kernel, threads.PARALLEL_FROM).mode is middle.mode  # one mode per process
 
 
 class _Clock:
@@ -75,19 +75,40 @@ def test_lane_mode_runs_all_threads_while_a_core_is_free_and_one_when_busy(monke
     kernel = _kernel([])
     with num_threads(2):
         assert mode.run(kernel, (1,)) == 2 and mode.parallel  # quiet: 1 task, this one
+        load[0] = 2                                            # and its second thread, spinning
+        for _ in range(20):
+            clock.now += threads.SAMPLE_S
+            mode.run(kernel, (1,))
+        assert mode.parallel and mode.average < 0.5
         load[0] = 3                                            # a busy process beside ours
         for _ in range(20):
             clock.now += threads.SAMPLE_S
             assert mode.run(kernel, (1,)) == 2
-        assert not mode.parallel and mode.average > 2.5
+        assert not mode.parallel and mode.average > 0.5
         ran.clear()
         mode.run(kernel, (1,))
         assert ran == ["one thread"]
+        load[0] = 2                                            # this thread and the busy process
+        for _ in range(20):
+            clock.now += threads.SAMPLE_S
+            mode.run(kernel, (1,))
+        assert not mode.parallel
         load[0] = 1
         for _ in range(20):
             clock.now += threads.SAMPLE_S
             mode.run(kernel, (1,))
         assert mode.parallel
+
+
+def test_a_forced_mode_ignores_the_load(monkeypatch):
+    ran = _spy_builds(monkeypatch)
+    mode = threads.LaneMode(load=lambda: 99, clock=_Clock())
+    with num_threads(2):
+        mode.forced = True
+        mode.run(_kernel(ran), (0,))
+        mode.forced = False
+        mode.run(_kernel(ran), (0,))
+    assert ran == ["parallel", "one thread"]
 
 
 def test_lane_mode_samples_the_load_at_most_every_sample_interval(monkeypatch):
@@ -188,7 +209,7 @@ def test_light_kernels_run_serial_below_the_parallel_size_whatever_the_load(monk
     for kernel in (to_float_kernel, weights_back_kernel, momentum_kick_kernel):
         assert threads.for_lanes(kernel, threads.SERIAL_BELOW) is threads.serial_build(kernel)
         assert threads.for_lanes(kernel, threads.PARALLEL_FROM - 1) is threads.serial_build(kernel)
-        assert threads.for_lanes(kernel, threads.PARALLEL_FROM) is kernel
+        assert threads.for_lanes(kernel, threads.PARALLEL_FROM) is threads.by_load(kernel)
     monkeypatch.setattr(threads, "_LIGHT", set())
     assert threads.light(push_kernel) is push_kernel and threads._LIGHT == {push_kernel}
     assert threads.serial_runner(push_kernel, threads.SERIAL_BELOW) is threads.serial_build(push_kernel)
