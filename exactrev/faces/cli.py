@@ -341,7 +341,7 @@ def _say_if_compiling():
     from ..kernels.threads import serial_build
 
     # what the main job runs: the buffer's kernels as compiled (on one thread or all), the light ones serial
-    kernels = [group_rational_multiply_kernel, velocity_back_kernel, serial_build(momentum_kick_kernel),
+    kernels = [group_rational_multiply_kernel, velocity_back_kernel, momentum_kick_kernel,
                serial_build(weights_back_kernel)]
     if not on_disk(*kernels):
         print("compiling kernels (first run only, about 30 s on 2 cores) ...", flush=True)

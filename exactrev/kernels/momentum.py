@@ -97,7 +97,6 @@ def settle_lane(i, y, s, c, err, floor, x, heads, counts, errs):
     return 0
 
 
-@light
 @nb.njit(parallel=True, cache=True)
 def momentum_kick_kernel(w, v, group, one_minus_g, lr, grad, scale, inverse, skip, errs):
     """The gradient's half of a forward step on every lane with skip[i] == 0, after the first half

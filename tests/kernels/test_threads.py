@@ -202,11 +202,15 @@ def test_serial_one_thread_and_parallel_runs_compute_the_same_integers(n, seed, 
             np.testing.assert_array_equal(a, b)
 
 
+def test_the_kick_follows_the_load():  # 5 ns per lane: two threads pay once the second one spins
+    assert threads.for_lanes(momentum_kick_kernel, threads.SERIAL_BELOW) is threads.by_load(momentum_kick_kernel)
+
+
 def test_light_kernels_run_serial_below_the_parallel_size_whatever_the_load(monkeypatch):
     from exactrev.kernels.fixed import to_float_kernel
     from exactrev.kernels.momentum import weights_back_kernel
 
-    for kernel in (to_float_kernel, weights_back_kernel, momentum_kick_kernel):
+    for kernel in (to_float_kernel, weights_back_kernel):
         assert threads.for_lanes(kernel, threads.SERIAL_BELOW) is threads.serial_build(kernel)
         assert threads.for_lanes(kernel, threads.PARALLEL_FROM - 1) is threads.serial_build(kernel)
         assert threads.for_lanes(kernel, threads.PARALLEL_FROM) is threads.by_load(kernel)
