@@ -1,11 +1,11 @@
 """Plain numpy float64 training of an exactrev MLP: what a user would write without exactrev.
 
-The baseline of the forward target "reversible training within 1.1x of plain numpy float64 training of
-the same network": numpy's matrix product (its BLAS, at its own threads) and numpy's ``tanh``, the
-softmax cross-entropy gradient by hand, and momentum SGD on float64 arrays, with the mini-batches, the
-initial weights and the schedules of ``bench_training.PaperProblem``. Its gradients agree with
-exactrev's MLP passes to float rounding (``tests/test_faces.py``), not to the bit: another order of
-sums.
+The second baseline of the forward row of ``exactrev bench --suite training``, beside the float64
+loop on exactrev's own MLP passes: numpy's matrix product (its BLAS, at its own threads) and numpy's
+``tanh``, the softmax cross-entropy gradient by hand, and momentum SGD on float64 arrays, with the
+mini-batches, the initial weights and the schedules of ``bench_training.PaperProblem``. Its
+gradients agree with exactrev's MLP passes to float rounding (``tests/test_faces.py``), not to the
+bit: another order of sums.
 
 Maths (rows of the batch, B of them; ``model/mlp_kernels.py`` has the same derivation):
 

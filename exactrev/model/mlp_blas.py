@@ -258,15 +258,16 @@ _SPACES = {"numpy": _Workspace, "flat": lambda sizes, B: np.empty(workspace_floa
 
 def _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out, chunks):
     """The data loss summed over the batch, every chunk compiled (``mlp_fused``); one chunk is one
-    ``chunk_pass`` call, several one ``chunks_pass`` call (one Numba parallel region)."""
+    ``chunk_pass`` call, several one ``chunks_pass`` call (one Numba parallel region, on all threads or
+    on one as the machine's load calls for: ``threads.by_load``)."""
     B = X.shape[0]
     if chunks == 1:
         work = _workspace(sizes, B, "flat")
         return chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out,
                           work)
     space = _workspace(sizes, B, "chunks")
-    return by_load(chunks_pass)(params, sizes, act, X, y, vec, want_grad, want_r, space.bounds, grad_out, hvp_out, dx_out,
-                       rdx_out, space.grads, space.hvps, space.works)
+    return by_load(chunks_pass)(params, sizes, act, X, y, vec, want_grad, want_r, space.bounds, grad_out, hvp_out,
+                                dx_out, rdx_out, space.grads, space.hvps, space.works)
 
 
 def _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out, bounds):

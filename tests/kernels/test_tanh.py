@@ -3,11 +3,10 @@ bit, NaN and infinities handled, the slope 1 - tanh**2 from the same floats, and
 
 import math
 
+import numba as nb
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
-
-import numba as nb
 
 from exactrev.kernels.tanh import SMALL_BELOW, power_of_two, tanh_and_slope
 
