@@ -18,15 +18,7 @@ Maths (rows of the batch, B of them; ``model/mlp_kernels.py`` has the same deriv
 import numpy as np
 
 from ..hyper.data import batch_indices
-
-
-def layer_views(flat, sizes):
-    """[(W_l view (n_{l-1}, n_l), b_l view (n_l,))] of a flat parameter vector, l = 1..L."""
-    out, o = [], 0
-    for n, m in zip(sizes[:-1], sizes[1:]):
-        out.append((flat[o:o + n * m].reshape(n, m), flat[o + n * m:o + n * m + m]))
-        o += n * m + m
-    return out
+from ..model.mlp_blas import layer_views
 
 
 def tanh_mlp_grad(layers, grads, X, y):

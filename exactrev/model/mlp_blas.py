@@ -91,8 +91,13 @@ def _workspace(sizes, B, kind="numpy"):
     return ws
 
 
-def _layers(flat, sizes):
-    """[(W_l view (n_{l-1}, n_l), b_l view (n_l,))] for l = 1..L."""
+def layer_views(flat, sizes):
+    """[(W_l view (n_{l-1}, n_l), b_l view (n_l,))] for l = 1..L of a flat parameter vector (the layout
+    of ``mlp_kernels``); ValueError when ``flat`` does not hold exactly the parameters of ``sizes``."""
+    need = param_count(sizes)
+    if flat.shape[0] != need:
+        raise ValueError(f"a flat parameter vector of {flat.shape[0]} values for layer sizes "
+                         f"{[int(n) for n in sizes]}, which have {need}")
     out, o = [], 0
     for a, b in zip(sizes[:-1], sizes[1:]):
         out.append((flat[o:o + a * b].reshape(a, b), flat[o + a * b:o + a * b + b]))
@@ -134,7 +139,7 @@ def mlp_predict(params, sizes, act, X):
     """Logits float64[B, n_L] of the MLP at params for inputs X (a new array)."""
     ws = _workspace(sizes, X.shape[0])
     with single_thread_blas():
-        return _forward(ws, _layers(params, sizes), None, act, X, False, nb.get_num_threads()).copy()
+        return _forward(ws, layer_views(params, sizes), None, act, X, False, nb.get_num_threads()).copy()
 
 
 def _matmul(a, b, out, share):
@@ -303,8 +308,8 @@ def _chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, h
     shares of the outputs, each row's loss divided by the whole batch's size B; no penalty term."""
     L = len(sizes) - 1
     ws = _workspace(sizes, X.shape[0])
-    layers = _layers(params, sizes)
-    vlayers = _layers(vec, sizes) if want_r else None
+    layers = layer_views(params, sizes)
+    vlayers = layer_views(vec, sizes) if want_r else None
     logits = _forward(ws, layers, vlayers, act, X, want_r, share)
     # softmax cross-entropy: probs = exp(z - max) / tot, loss = mean(log tot + max - z_y)
     mx, tot, probs, rows = ws.mx, ws.tot, ws.probs, ws.rows
@@ -327,8 +332,8 @@ def _chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, h
         np.subtract(ws.rz[L - 1], ws.dot, out=rdz)
         rdz *= probs
         rdz /= B
-    glayers = _layers(grad_out, sizes)
-    hlayers = _layers(hvp_out, sizes) if want_r else None
+    glayers = layer_views(grad_out, sizes)
+    hlayers = layer_views(hvp_out, sizes) if want_r else None
     for l in range(L - 1, -1, -1):
         W = layers[l][0]
         prev = ws.a[l - 1] if l > 0 else X

@@ -213,3 +213,20 @@ def test_the_blas_that_numba_calls_is_among_the_libraries_held_to_one_thread():
     assert loaded <= {c.filepath for c in blas_threads._controllers()}
     with blas_threads.single_thread_blas():
         assert set(blas_threads.blas_threads()) == {1}
+
+
+def test_layer_views_are_views_in_the_flat_layout_and_refuse_a_wrong_length():
+    from exactrev.model.mlp_blas import layer_views
+
+    net = MLP((3, 4, 2), "tanh")
+    flat = np.arange(net.n_params, dtype=np.float64)
+    layers = layer_views(flat, net.sizes)
+    assert [(W.shape, b.shape) for W, b in layers] == [((3, 4), (4,)), ((4, 2), (2,))]
+    types = net.weight_types()
+    for l, (W, b) in enumerate(layers):
+        np.testing.assert_array_equal(np.concatenate([W.ravel(), b]), flat[(types == 2 * l) | (types == 2 * l + 1)])
+    layers[1][1][:] = -1.0  # a view: the write lands in flat
+    assert list(flat[-2:]) == [-1.0, -1.0]
+    for wrong in (flat[:-1], np.zeros(net.n_params + 1)):
+        with pytest.raises(ValueError, match="flat parameter vector"):
+            layer_views(wrong, net.sizes)
