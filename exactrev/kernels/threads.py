@@ -204,15 +204,15 @@ class LaneMode:
     does not tell the two apart (a parallel kernel may time well and still slow the step around it).
     With a spin that bridges a step's gaps (``SPIN_COUNT``), a thread left spinning beside a busy
     process is worse still, so every parallel call of a step (the MLP's chunks too) follows the mode.
-    So the mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled at most
-    every ``SAMPLE_S`` seconds: the tasks of others are the sample less this process's threads that
-    may be runnable then (in all-threads mode min(threads, c), c = ``usable_cores()``, since a
-    thread waiting for the next region spins; in one-thread mode this one), averaged as
+    So the mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled right
+    after a call, at most every ``SAMPLE_S`` seconds, when this process's own runnable threads are
+    known: after a call on all threads every one of its ``threads`` (the waiting ones spin), after a
+    call on one thread this one. The sample less those is the others' tasks, averaged as
     ``o <- o + SMOOTHING (others - o)``. The kernels run on all threads while o + min(threads, c) <= c +
-    ``FREE_MARGIN``, and on one thread (``one_thread``) otherwise, or where the load cannot be read,
-    or with one Numba thread; ``forced`` (True or False) overrides the load. Both compute the same
-    integers, so the mode changes only the time. ``load`` and ``clock`` are the sampler and the timer
-    (seconds)."""
+    ``FREE_MARGIN`` (c = ``usable_cores()``), and on one thread (``one_thread``) otherwise, before the
+    first sample, where the load cannot be read, or with one Numba thread; ``forced`` (True or False)
+    overrides the load. Both compute the same integers, so the mode changes only the time. ``load``
+    and ``clock`` are the sampler and the timer (seconds)."""
 
     def __init__(self, load=runnable_tasks, clock=time.monotonic):
         self.load, self.clock = load, clock
@@ -222,8 +222,9 @@ class LaneMode:
         self.forced = None
         """None: follow the load; True or False: all threads or one thread, whatever the load."""
 
-    def _sample(self, now):
-        """Take a sample of the load and set the mode from the average."""
+    def _sample(self, now, ran_parallel):
+        """Take a sample of the load right after a call (on all threads if ``ran_parallel``) and set
+        the mode from the average."""
         self.sampled = now
         threads = nb.get_num_threads()
         sample = self.load() if threads > 1 else None
@@ -231,21 +232,21 @@ class LaneMode:
             self.parallel = False
             return
         cores = usable_cores()
-        ours = min(threads, cores) if self.parallel else 1  # this process's threads that may be runnable
-        others = sample - ours
+        others = sample - (threads if ran_parallel else 1)  # after a region its waiting threads spin
         self.average = others if self.average is None else self.average + SMOOTHING * (others - self.average)
         self.parallel = self.average + min(threads, cores) <= cores + FREE_MARGIN
 
     def run(self, kernel, args):
-        """kernel(*args) on several threads or on one (``one_thread``), as the current load calls for."""
-        if self.forced is None:
-            now = self.clock()
-            if now - self.sampled >= SAMPLE_S:
-                self._sample(now)
-            parallel = self.parallel
-        else:
-            parallel = self.forced
-        return (kernel if parallel else one_thread(kernel))(*args)
+        """kernel(*args) on several threads or on one (``one_thread``), as the load calls for; then,
+        at most every ``SAMPLE_S``, a sample of the load."""
+        if self.forced is not None:
+            return (kernel if self.forced else one_thread(kernel))(*args)
+        parallel = self.parallel
+        out = (kernel if parallel else one_thread(kernel))(*args)
+        now = self.clock()
+        if now - self.sampled >= SAMPLE_S:
+            self._sample(now, parallel)
+        return out
 
 
 class _OnLanes:
