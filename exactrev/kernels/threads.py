@@ -204,7 +204,7 @@ class LaneMode:
     does not tell the two apart (a parallel kernel may time well and still slow the step around it).
     With a spin that bridges a step's gaps (``SPIN_COUNT``), a thread left spinning beside a busy
     process is worse still, so every parallel call of a step (the MLP's chunks too) follows the mode.
-    So the mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled right
+    The mode follows the runnable tasks of ``/proc/loadavg`` (``runnable_tasks``), sampled right
     after a call, at most every ``SAMPLE_S`` seconds, when this process's own runnable threads are
     known: after a call on all threads every one of its ``threads`` (the waiting ones spin), after a
     call on one thread this one. The sample less those is the others' tasks, averaged as
@@ -250,7 +250,7 @@ class LaneMode:
 
 
 class _OnLanes:
-    """``kernel`` run through the ``LaneMode`` of its lane count: call it like the kernel."""
+    """``kernel`` run through a ``LaneMode`` (the process's: ``by_load``): call it like the kernel."""
 
     __slots__ = ("kernel", "mode")
 
