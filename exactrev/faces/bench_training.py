@@ -48,15 +48,17 @@ class PaperProblem:
         opt.forward(self.train.grad)
         return opt.weights
 
-    def forward_float(self):
-        """Plain float64 momentum SGD, same gradient kernel and batches: v <- g v - (1-g) grad, w += a v."""
+    def forward_float(self, grad_fn=None):
+        """Plain float64 momentum SGD, same batches: v <- g v - (1-g) grad, w += a v, with grad =
+        grad_fn(w, t) (default: exactrev's MLP pass, ``self.train.grad``). Returns the weights."""
+        grad_fn = self.train.grad if grad_fn is None else grad_fn
         sched = self.meta.schedule()
         w = self.w0()
         v = np.zeros_like(w)
         for t in range(self.steps):
             g = sched.momenta[t][self.types]
             v *= g
-            v -= (1.0 - g) * self.train.grad(w, t)
+            v -= (1.0 - g) * grad_fn(w, t)
             w += sched.lr[t][self.types] * v
         return w
 

@@ -17,7 +17,6 @@ Maths (rows of the batch, B of them; ``model/mlp_kernels.py`` has the same deriv
 
 import numpy as np
 
-from ..hyper.data import batch_indices
 from ..model.mlp_blas import layer_views
 
 
@@ -48,19 +47,17 @@ def tanh_mlp_grad(layers, grads, X, y):
 
 def numpy_training(prob):
     """Weights float64[P] after ``prob.steps`` steps of plain numpy float64 momentum SGD on the problem
-    ``prob`` (a ``bench_training.PaperProblem``): its batches, w_0 and schedules."""
-    sched = prob.meta.schedule()
-    train = prob.train
-    w = prob.w0()
-    v = np.zeros_like(w)
-    g = np.empty_like(w)
-    layers, grads = layer_views(w, prob.net.sizes), layer_views(g, prob.net.sizes)
-    X_all, y_all = train.train.X, train.train.y
-    for t in range(prob.steps):
-        idx = batch_indices(len(train.train), train.batch_size, train.seed, train.meta_iter, t)
-        tanh_mlp_grad(layers, grads, X_all[idx], y_all[idx])
-        gamma = sched.momenta[t][prob.types]
-        v *= gamma
-        v -= (1.0 - gamma) * g
-        w += sched.lr[t][prob.types] * v
-    return w
+    ``prob`` (a ``bench_training.PaperProblem``): its batches, w_0 and schedules, its float loop
+    (``forward_float``) with the gradient of ``tanh_mlp_grad``."""
+    sizes = prob.net.sizes
+    g = np.empty(prob.net.n_params)
+    grads = layer_views(g, sizes)
+    held = [None, None]  # the weights array the loop updates in place, and its layer views
+
+    def grad(w, t):
+        if held[0] is not w:
+            held[:] = w, layer_views(w, sizes)
+        _, X, y = prob.train.batch(t)
+        tanh_mlp_grad(held[1], grads, X, y)
+        return g
+    return prob.forward_float(grad)
