@@ -159,7 +159,8 @@ def serial_runner(kernel, n_lanes: int):
 
 
 LOADAVG = "/proc/loadavg"
-_LOAD_FD = {}
+_LOADAVG_FD = []  # the kept descriptor of LOADAVG, once opened
+_LOADAVG_LOCK = threading.Lock()
 
 
 def _read_load_file(path):
@@ -169,13 +170,11 @@ def _read_load_file(path):
     if path != LOADAVG:
         with open(path, "rb") as f:
             return f.read()
-    fd = _LOAD_FD.get(path)
-    if fd is None:
-        opened = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        fd = _LOAD_FD.setdefault(path, opened)
-        if fd != opened:  # another thread kept its descriptor first
-            os.close(opened)
-    return os.pread(fd, 256, 0)
+    if not _LOADAVG_FD:
+        with _LOADAVG_LOCK:
+            if not _LOADAVG_FD:
+                _LOADAVG_FD.append(os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+    return os.pread(_LOADAVG_FD[0], 256, 0)
 
 
 def runnable_tasks(path=LOADAVG):
@@ -261,18 +260,13 @@ class _OnLanes:
         return self.mode.run(self.kernel, args)
 
 
-_MODES = {}
+_LOAD_MODE = LaneMode()
 _RUNNERS = {}
-_MODES_LOCK = threading.Lock()
 
 
 def load_mode() -> LaneMode:
     """The process's ``LaneMode``: every kernel that may run on several threads follows it."""
-    mode = _MODES.get("load")
-    if mode is None:
-        with _MODES_LOCK:
-            mode = _MODES.setdefault("load", LaneMode())
-    return mode
+    return _LOAD_MODE
 
 
 def by_load(kernel):
