@@ -2,13 +2,14 @@
 bit, NaN and infinities handled, the slope 1 - tanh**2 from the same floats, and refused outputs."""
 
 import math
+from fractions import Fraction
 
 import numba as nb
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from exactrev.kernels.tanh import SMALL_BELOW, power_of_two, tanh_and_slope
+from exactrev.kernels.tanh import SMALL_BELOW, fma, power_of_two, tanh_and_slope
 
 
 def _tanh(x):
@@ -69,3 +70,28 @@ def test_power_of_two_is_exact_over_the_normal_exponents():
     out = np.empty(e.shape[0])
     _powers(e, out)
     np.testing.assert_array_equal(out, [math.ldexp(1.0, int(k)) for k in e])
+
+
+@nb.njit
+def _fmas(a, b, c, out):
+    for i in range(a.shape[0]):
+        out[i] = fma(a[i], b[i], c[i])
+
+
+finite = st.floats(min_value=-1e150, max_value=1e150, allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(st.lists(st.tuples(finite, finite, finite), min_size=1, max_size=20))
+def test_fma_rounds_the_exact_product_and_sum_once(triples):
+    a, b, c = (np.array(col) for col in zip(*triples))
+    out = np.empty(a.shape[0])
+    _fmas(a, b, c, out)
+    want = [float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in triples]  # correctly rounded
+    np.testing.assert_array_equal(out, want)
+
+
+def test_fma_is_not_a_multiply_then_an_add():
+    a = 1.0 + 2.0 ** -30
+    out = np.empty(1)
+    _fmas(np.array([a]), np.array([a]), np.array([-(1.0 + 2.0 ** -29)]), out)
+    assert out[0] == 2.0 ** -60  # a * a rounded first would give 0
