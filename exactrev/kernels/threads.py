@@ -124,6 +124,8 @@ class _OneThread:
         self.kernel = kernel
 
     def __call__(self, *args):
+        if nb.config.NUMBA_NUM_THREADS == 1:  # one thread at most: no setting to read (about 1 us)
+            return self.kernel(*args)
         threads = nb.get_num_threads()
         if threads == 1:
             return self.kernel(*args)

@@ -16,7 +16,6 @@ is; then its own determinism is all there is (documented in docs/engine.md). One
 keeps a waiting BLAS thread from spinning on a core that a busy machine's other processes need.
 """
 
-import contextlib
 import importlib
 import threading
 
@@ -37,24 +36,38 @@ def _controllers():
     return _STATE["controllers"]
 
 
-@contextlib.contextmanager
-def single_thread_blas():
-    """Run the block with every BLAS library on one thread (see the module docstring)."""
-    with _LOCK:
-        if _STATE["depth"] == 0:
-            ctls = _controllers()
-            _STATE["saved"] = [c.get_num_threads() for c in ctls]
-            for c in ctls:
-                c.set_num_threads(1)
-        _STATE["depth"] += 1
-    try:
-        yield
-    finally:
+class _SingleThreadBlas:
+    """The context manager of ``single_thread_blas`` (a class: entered about 4x faster than a
+    generator's, which an MLP pass inside a held session pays on every call)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        with _LOCK:
+            if _STATE["depth"] == 0:
+                ctls = _controllers()
+                _STATE["saved"] = [c.get_num_threads() for c in ctls]
+                for c in ctls:
+                    c.set_num_threads(1)
+            _STATE["depth"] += 1
+        return self
+
+    def __exit__(self, *exc):
         with _LOCK:
             _STATE["depth"] -= 1
             if _STATE["depth"] == 0:
                 for c, n in zip(_controllers(), _STATE["saved"]):
                     c.set_num_threads(n)
+        return False
+
+
+_SINGLE = _SingleThreadBlas()
+
+
+def single_thread_blas():
+    """A context manager that runs its block with every BLAS library on one thread (see the module
+    docstring); blocks nest, in one thread or several."""
+    return _SINGLE
 
 
 def blas_threads():

@@ -198,11 +198,18 @@ def chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, bounds, grad, 
     for k in range(1, n):
         total += data[k]
     if want_grad:
-        grad[:] = grads[0]
-        for k in range(1, n):
-            grad += grads[k]
+        _sum_rows(grads, grad)
         if want_r:
-            hvp[:] = hvps[0]
-            for k in range(1, n):
-                hvp += hvps[k]
+            _sum_rows(hvps, hvp)
     return total
+
+
+@nb.njit(inline="always", cache=True)
+def _sum_rows(parts, out):
+    """out = parts[0] + parts[1] + ... in row order, element by element (element loops: the array
+    form ``out += parts[k]`` took 1.5x as long)."""
+    for i in range(out.shape[0]):
+        out[i] = parts[0, i]
+    for k in range(1, parts.shape[0]):
+        for i in range(out.shape[0]):
+            out[i] += parts[k, i]
