@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.tanh import tanh_lane
-from .mlp_kernels import ACT_TANH, column_sums, exp_shifted_row
+from .mlp_kernels import ACT_TANH, column_sums, exp_shifted_rows
 
 
 def workspace_floats(sizes, B):
@@ -113,10 +113,12 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
     dz = DZ[off[L - 1]:off[L]].reshape((B, K))
     rdz = RDZ[off[L - 1]:off[L]].reshape((B, K))
     rzl = RZ[off[L - 1]:off[L]].reshape((B, K))
+    shift, total = np.empty(B), np.empty(B)
+    exp_shifted_rows(logits, dz, shift, total)
     data = 0.0
     for i in range(B):
-        mx, tot = exp_shifted_row(logits, i, dz)
-        data += np.log(tot) + mx - logits[i, y[i]]
+        tot = total[i]
+        data += np.log(tot) + shift[i] - logits[i, y[i]]
         if not want_grad:
             continue
         for j in range(K):

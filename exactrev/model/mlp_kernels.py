@@ -16,6 +16,8 @@ parallel over rows), so results are bit-identical for any thread count. No BLAS,
 import numba as nb
 import numpy as np
 
+from ..kernels.tanh import exp_minus
+
 ACT_TANH = 0
 ACT_RELU = 1
 
@@ -103,17 +105,27 @@ def add_penalty(loss, params, l2, vec, want_grad, want_r, grad, hvp):
 
 
 @nb.njit(inline="always", cache=True)
-def exp_shifted_row(logits, b, out):
-    """out[b, j] = exp(logits[b, j] - m) with m = max_j logits[b, j], the softmax's numerators without
-    overflow; returns (m, their sum in column order)."""
-    mx = logits[b, 0]
-    for j in range(1, logits.shape[1]):
-        mx = max(mx, logits[b, j])
-    tot = 0.0
-    for j in range(logits.shape[1]):
-        out[b, j] = np.exp(logits[b, j] - mx)
-        tot += out[b, j]
-    return mx, tot
+def exp_shifted_rows(logits, out, shift, total):
+    """The softmax's numerators without overflow, for every row b of logits float64[B, K]:
+    shift[b] = max_j logits[b, j], out[b, j] = exp(logits[b, j] - shift[b]) (``tanh.exp_minus`` of
+    shift[b] - logits[b, j], the same float negated), total[b] = their sum in column order. The
+    exponentials run as one loop over the block, which vectorises (a row of 10 logits alone does not)."""
+    B, K = logits.shape
+    for b in range(B):
+        mx = logits[b, 0]
+        for j in range(1, K):
+            mx = max(mx, logits[b, j])
+        shift[b] = mx
+        for j in range(K):
+            out[b, j] = mx - logits[b, j]
+    flat = out.reshape(B * K)
+    for k in range(B * K):
+        flat[k] = exp_minus(flat[k])
+    for b in range(B):
+        tot = 0.0
+        for j in range(K):
+            tot += out[b, j]
+        total[b] = tot
 
 
 @nb.njit(cache=True)
@@ -207,12 +219,13 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     logits = pre[L]
     K = sizes[L]
     probs = np.empty((B, K))
+    shift, total = np.empty(B), np.empty(B)
+    exp_shifted_rows(logits, probs, shift, total)
     loss = 0.0
     for b in range(B):
-        mx, tot = exp_shifted_row(logits, b, probs)
         for j in range(K):
-            probs[b, j] /= tot
-        loss += np.log(tot) + mx - logits[b, y[b]]
+            probs[b, j] /= total[b]
+        loss += np.log(total[b]) + shift[b] - logits[b, y[b]]
     loss /= B
     if not want_grad:
         return add_penalty(loss, params, l2, vec, False, False, grad_out, hvp_out)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from exactrev.kernels.tanh import SMALL_BELOW, fma, power_of_two, tanh_and_slope
+from exactrev.kernels.tanh import SMALL_BELOW, exp_minus, fma, power_of_two, tanh_and_slope
 
 
 def _tanh(x):
@@ -95,3 +95,27 @@ def test_fma_is_not_a_multiply_then_an_add():
     out = np.empty(1)
     _fmas(np.array([a]), np.array([a]), np.array([-(1.0 + 2.0 ** -29)]), out)
     assert out[0] == 2.0 ** -60  # a * a rounded first would give 0
+
+
+@nb.njit
+def _exp_minus_all(y, out):
+    for i in range(y.shape[0]):
+        out[i] = exp_minus(y[i])
+
+
+def test_exp_minus_is_within_two_ulp_down_to_the_subnormals():
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.uniform(0, 30, 50000), rng.uniform(0, 750, 50000), np.geomspace(1e-300, 800, 5001),
+                        [0.0, 708.0, 709.0, 744.0, 745.0, 745.13, 746.0, 1e300]])
+    out = np.empty_like(y)
+    _exp_minus_all(y, out)
+    want = np.exp(-y)
+    nonzero = want > 0
+    assert (np.abs(out - want)[nonzero] / np.spacing(want[nonzero])).max() <= 2.0
+    np.testing.assert_array_equal(out[~nonzero], 0.0)
+
+
+def test_exp_minus_specials():
+    out = np.empty(3)
+    _exp_minus_all(np.array([0.0, np.inf, np.nan]), out)
+    assert out[0] == 1.0 and out[1] == 0.0 and np.isnan(out[2])
