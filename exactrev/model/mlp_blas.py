@@ -82,7 +82,7 @@ def _workspace(sizes, B, kind="numpy"):
     cache = getattr(_LOCAL, "spaces", None)
     if cache is None:
         cache = _LOCAL.spaces = {}
-    key = (np.asarray(sizes, np.int64).tobytes(), B, kind)  # bytes: hashed 6x faster than a tuple of numpy ints
+    key = (np.asarray(sizes, np.int64).tobytes(), B, kind)  # bytes hash 6x faster than numpy ints
     ws = cache.get(key)
     if ws is None:
         if len(cache) >= 8:  # a few shapes per thread (train batch, validation set, ...)
