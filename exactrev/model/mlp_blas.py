@@ -41,7 +41,7 @@ from ..kernels.tanh import tanh_and_slope
 from ..kernels.threads import by_load
 from .blas_threads import single_thread_blas
 from .mlp_fused import chunk_pass, chunks_pass, workspace_floats
-from .mlp_kernels import ACT_TANH, add_penalty, column_sums, param_count
+from .mlp_kernels import ACT_TANH, add_penalty, column_sums, exp_shifted_rows, param_count
 
 CHUNK_ROWS = 128
 """Most batch rows in one chunk of a pass: at most this many terms in a weight gradient's BLAS sum
@@ -313,10 +313,7 @@ def _chunk_pass(params, sizes, act, X, y, B, vec, want_grad, want_r, grad_out, h
     logits = _forward(ws, layers, vlayers, act, X, want_r, share)
     # softmax cross-entropy: probs = exp(z - max) / tot, loss = mean(log tot + max - z_y)
     mx, tot, probs, rows = ws.mx, ws.tot, ws.probs, ws.rows
-    np.max(logits, axis=1, keepdims=True, out=mx)
-    np.subtract(logits, mx, out=probs)
-    np.exp(probs, out=probs)
-    np.sum(probs, axis=1, keepdims=True, out=tot)
+    exp_shifted_rows(logits, probs, mx[:, 0], tot[:, 0])  # the compiled chunk's numerators and totals
     np.divide(probs, tot, out=probs)
     data = float((np.log(tot[:, 0]) + mx[:, 0] - logits[rows, y]).sum())
     if not want_grad:
