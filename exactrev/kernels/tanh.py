@@ -131,7 +131,8 @@ def _exp_parts(y):
 
 @nb.njit(error_model="numpy", inline="always", cache=True)
 def exp_neg(y):
-    """e**-y for 0 <= y <= Y_CAP (NaN gives NaN)."""
+    """e**-y for 0 <= y <= Y_CAP (NaN gives NaN): tanh's exp, with 2**-k as one power of two, which
+    the cap keeps normal. ``exp_minus`` gives the same floats there, but tanh ran 4% slower with it."""
     e, k = _exp_parts(y)
     return e * power_of_two(-k)
 
