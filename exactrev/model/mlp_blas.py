@@ -17,9 +17,9 @@ that the gradient is a deterministic function of (params, X, y, l2) in one proce
   setting. Threads share the chunks instead, whose outputs are added in chunk order, so every float
   is the same for any thread count (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches
   over a chunk, a 2000-wide layer, and arrays at other addresses);
-- elementwise functions (``exp``, exactrev's vectorised ``tanh``, ``kernels/tanh.py``) and reductions
-  (the bias gradients' column sums, serial, in row order; numpy's in the numpy chunk pass) are fixed
-  code for given shapes.
+- elementwise functions (exactrev's vectorised ``tanh`` and softmax ``exp``, ``kernels/tanh.py``) and
+  reductions (the bias gradients' column sums, serial, in row order; numpy's in the numpy chunk pass)
+  are fixed code for given shapes.
 
 What it does not promise is the same bits on another CPU or BLAS build (another kernel may order a
 product differently). A trajectory reversed where it was trained is exact; a buffer saved here and
