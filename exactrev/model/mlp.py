@@ -34,7 +34,8 @@ def _penalties(l2, P):
 class MLP:
     """Layer sizes (n_0 inputs, ..., n_L classes), the hidden nonlinearity ('tanh' or 'relu') and where
     the matrix products run: ``"blas"`` (numpy's BLAS, deterministic on one machine, see ``mlp_blas``)
-    or ``"loops"`` (exactrev's fixed-order loop kernels: the same bits on every machine, 2.5-3x slower).
+    or ``"loops"`` (exactrev's fixed-order loop kernels: the same bits on every machine, 3x slower on
+    one thread).
     """
 
     sizes: tuple

@@ -1,30 +1,33 @@
-"""The MLP pass of ``mlp_kernels.mlp_pass`` with its matrix products in BLAS.
+"""The MLP pass of ``mlp_kernels.mlp_pass`` with fast matrix products: register tiles or BLAS.
 
 Same maths, same arguments, same outputs: loss, gradient, H @ vec, dL/dX and R{dL/dX} (see
 ``mlp_kernels``). The batch is cut into chunks of at most ``CHUNK_ROWS`` rows, computed one of two
 ways, chosen by the shapes alone: where no product of a chunk reaches ``SPLIT_FROM`` multiply-adds,
-each chunk is one compiled call (``mlp_fused.chunk_pass``, products through Numba's ``np.dot``,
-elementwise work fused), the chunks shared by Numba's threads (``mlp_fused.chunks_pass``); otherwise
-each chunk is a sequence of numpy calls (``_chunk_pass``, ``matmul``), chunks shared by Python
-threads, and a large product cut into column blocks. What makes it usable for exact reversal is
-that the gradient is a deterministic function of (params, X, y, l2) in one process:
+each chunk is one compiled call (``mlp_fused.chunk_pass``, products in ``kernels.gemm``'s register
+tiles, elementwise work fused), the chunks shared by Numba's threads (``mlp_fused.chunks_pass``);
+otherwise each chunk is a sequence of numpy calls (``_chunk_pass``, ``matmul``: BLAS), chunks shared
+by Python threads, and a large product cut into column blocks. What makes it usable for exact
+reversal is that the gradient is a deterministic function of (params, X, y, l2) in one process:
 
 - the gradient is computed by the same sequence of operations, on arrays of the same shapes and
   memory layouts, whether or not the R-images are asked for, so ``grad`` and ``grad_and_vjp`` agree
   bit for bit;
-- every product runs on one BLAS thread (``blas_threads.single_thread_blas``): a threaded OpenBLAS
-  sums long products in another order than a serial one, so its bits would follow the thread
-  setting. Threads share the chunks instead, whose outputs are added in chunk order, so every float
-  is the same for any thread count (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches
+- every product is one thread's: ``kernels.gemm`` sums each element in one fixed order, and BLAS
+  runs on one thread (``blas_threads.single_thread_blas``): a threaded OpenBLAS sums long products
+  in another order than a serial one, so its bits would follow the thread setting. Threads share
+  the chunks instead, whose outputs are added in chunk order, so every float is the same for any
+  thread count (``tests/model/test_mlp_blas.py`` checks 1 to 4 threads, batches
   over a chunk, a 2000-wide layer, and arrays at other addresses);
 - elementwise functions (exactrev's vectorised ``tanh`` and softmax ``exp``, ``kernels/tanh.py``) and
   reductions (the bias gradients' column sums, serial, in row order; numpy's in the numpy chunk pass)
   are fixed code for given shapes.
 
-What it does not promise is the same bits on another CPU or BLAS build (another kernel may order a
-product differently). A trajectory reversed where it was trained is exact; a buffer saved here and
-reversed elsewhere is checked like any reversal, and a mismatch raises ``BufferMismatchError``. The
-loop kernels (``MLP(..., backend="loops")``) give the same bits everywhere, 2.5-3x slower.
+What the BLAS path does not promise is the same bits on another CPU or BLAS build (another kernel
+may order a product differently). The compiled path forms its gradients from IEEE operations and
+fused multiply-adds in a fixed order only, so it should give the same bits on any CPU; either way
+a trajectory reversed where it was trained is exact, and a buffer saved here and reversed elsewhere
+is checked like any reversal (a mismatch raises ``BufferMismatchError``). The loop kernels
+(``MLP(..., backend="loops")``) give the same bits everywhere, 3x slower on one thread.
 
 Every intermediate lives in a workspace kept per thread and per (layer sizes, batch, kind), written
 in place: a pass allocates no large array, which on glibc would otherwise page memory in and out of

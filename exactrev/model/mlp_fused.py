@@ -1,12 +1,15 @@
-"""One chunk of the BLAS MLP pass compiled whole: ``mlp_blas``'s maths in a single Numba call.
+"""One chunk of the MLP pass compiled whole: ``mlp_blas``'s maths in a single Numba call.
 
-The same products as ``mlp_blas._chunk_pass`` (Numba's ``np.dot``, which calls scipy's BLAS ``dgemm``
-on one thread, ``blas_threads``) with the elementwise work between them fused into loops;
-``chunks_pass`` runs a batch's chunks in one Numba parallel region and sums them in chunk order. For
-the paper's network (64-50-50-50-10, batch 200) the numpy chunk pass makes about 100 small numpy
-calls per gradient + HVP; here a whole pass is one call (on 2 cores, ``exactrev bench --suite
-training``: gradient 0.78 -> 0.68 ms, gradient + HVP 1.51 -> 1.23 ms, and with the faster tanh 0.38-0.52
-and 0.68-0.98 ms).
+The maths of ``mlp_blas._chunk_pass`` with the elementwise work between the products fused into
+loops, and the products in ``kernels.gemm`` (register tiles, each element one fma chain over k in
+order) instead of BLAS; ``chunks_pass`` runs a batch's chunks in one Numba parallel region and sums
+them in chunk order. For the paper's network (64-50-50-50-10, batch 200) the numpy chunk pass makes
+about 100 small numpy calls per gradient + HVP; here a whole pass is one call (on 2 cores,
+``exactrev bench --suite training``: gradient 0.78 -> 0.68 ms, gradient + HVP 1.51 -> 1.23 ms, and
+with the faster tanh 0.38-0.52 and 0.68-0.98 ms). ``kernels.gemm`` in place of OpenBLAS's ``dgemm``
+(through Numba's ``np.dot``), whose packing of the operands and zeroing of the output cost as much
+as its arithmetic at these sizes: on one thread gradient 0.46-0.51 -> 0.40 ms, gradient + HVP
+1.10-1.15 -> 0.88 ms, the same floats there (OpenBLAS sums these products in the same order).
 
 Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has the derivation):
 
@@ -18,25 +21,29 @@ Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has 
               da = dz_l W_l^T,  Rda = Rdz_l W_l^T + dz_l V_l^T
               dz_{l-1} = da phi',  Rdz_{l-1} = Rda phi' + da phi'' Rz  (tanh: phi'' = -2 a phi')
 
-Every float is fixed by the shapes and the inputs: BLAS on one thread, loops in a fixed order
-(column sums in row order, ``mlp_kernels.column_sums``). Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done
-here (``mlp_blas`` shares them out in column blocks instead).
+Every float is fixed by the shapes and the inputs, the same on every CPU: products and loops in a
+fixed order (column sums in row order, ``mlp_kernels.column_sums``), and fused multiply-adds that
+round once everywhere. Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done here
+(``mlp_blas`` shares them out in column blocks of BLAS products instead).
 """
 
 import numba as nb
 import numpy as np
 
+from ..kernels.gemm import matmul, matmul_tn, transposed
 from ..kernels.tanh import tanh_lane
 from .mlp_kernels import ACT_TANH, column_sums, exp_shifted_rows
 
 
 def workspace_floats(sizes, B):
     """Floats of the scratch array a chunk of B rows needs: z, a, phi', Rz, Ra, dz, Rdz for every
-    layer, one layer's worth of output scratch, da, Rda and its scratch at the widest input, and
-    one weight matrix."""
+    layer, one layer's worth of output scratch, da, Rda and its scratch at the widest input, one
+    weight matrix, and room for ``kernels.gemm``'s copies (a transposed weight matrix, or the panels
+    of a chunk's activations: B (n + 3) at the widest input n)."""
     sizes = [int(n) for n in sizes]
     outs, ins = sizes[1:], sizes[:-1]
-    return 7 * B * sum(outs) + B * max(outs) + 3 * B * max(ins) + max(n * m for n, m in zip(ins, outs))
+    return (7 * B * sum(outs) + B * max(outs) + 3 * B * max(ins) + max(n * m for n, m in zip(ins, outs))
+            + max(max(n * m for n, m in zip(ins, outs)), B * (max(ins) + 3)))
 
 
 @nb.njit(nogil=True, cache=True, error_model="numpy")
@@ -56,7 +63,8 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
         poff[l + 1] = poff[l] + n * m + m
         nmax, mmax, wmax = max(nmax, n), max(mmax, m), max(wmax, n * m)
     S = off[L]
-    if work.shape[0] < 7 * S + B * mmax + 3 * B * nmax + wmax:
+    panel = max(wmax, B * (nmax + 3))
+    if work.shape[0] < 7 * S + B * mmax + 3 * B * nmax + wmax + panel:
         raise ValueError("work is smaller than workspace_floats(sizes, rows)")
     Z, A, DP, RZ = work[0:S], work[S:2 * S], work[2 * S:3 * S], work[3 * S:4 * S]
     RA, DZ, RDZ = work[4 * S:5 * S], work[5 * S:6 * S], work[6 * S:7 * S]
@@ -65,6 +73,8 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
     o += B * mmax
     DA, RDA, TIN = work[o:o + B * nmax], work[o + B * nmax:o + 2 * B * nmax], work[o + 2 * B * nmax:o + 3 * B * nmax]
     TW = work[o + 3 * B * nmax:o + 3 * B * nmax + wmax]
+    o += 3 * B * nmax + wmax
+    PANEL = work[o:o + panel]  # matmul_tn's panels, or W.T or V.T for the products with them
 
     for l in range(L):
         n, m = sizes[l], sizes[l + 1]
@@ -72,7 +82,7 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
         b = params[poff[l] + n * m:poff[l + 1]]
         z = Z[off[l]:off[l + 1]].reshape((B, m))
         prev = X if l == 0 else A[off[l - 1]:off[l]].reshape((B, n))
-        np.dot(prev, W, z)
+        matmul(prev, W, z)
         for i in range(B):
             for j in range(m):
                 z[i, j] += b[j]
@@ -80,10 +90,10 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
             V = vec[poff[l]:poff[l] + n * m].reshape((n, m))
             vb = vec[poff[l] + n * m:poff[l + 1]]
             rz = RZ[off[l]:off[l + 1]].reshape((B, m))
-            np.dot(prev, V, rz)
+            matmul(prev, V, rz)
             if l > 0:
                 t = TOUT[0:B * m].reshape((B, m))
-                np.dot(RA[off[l - 1]:off[l]].reshape((B, n)), W, t)
+                matmul(RA[off[l - 1]:off[l]].reshape((B, n)), W, t)
                 for i in range(B):
                     for j in range(m):
                         rz[i, j] += t[i, j]
@@ -142,25 +152,25 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
         dzl = DZ[off[l]:off[l + 1]].reshape((B, m))
         rdzl = RDZ[off[l]:off[l + 1]].reshape((B, m))
         prev = X if l == 0 else A[off[l - 1]:off[l]].reshape((B, n))
-        np.dot(prev.T, dzl, grad[poff[l]:poff[l] + n * m].reshape((n, m)))
+        matmul_tn(prev, dzl, grad[poff[l]:poff[l] + n * m].reshape((n, m)), PANEL)
         column_sums(dzl, grad[poff[l] + n * m:poff[l + 1]], False)
         if want_r:
             hw = hvp[poff[l]:poff[l] + n * m]
-            np.dot(prev.T, rdzl, hw.reshape((n, m)))
+            matmul_tn(prev, rdzl, hw.reshape((n, m)), PANEL)
             if l > 0:
                 tw = TW[0:n * m]
-                np.dot(RA[off[l - 1]:off[l]].reshape((B, n)).T, dzl, tw.reshape((n, m)))
+                matmul_tn(RA[off[l - 1]:off[l]].reshape((B, n)), dzl, tw.reshape((n, m)), PANEL)
                 for k in range(n * m):
                     hw[k] += tw[k]
             column_sums(rdzl, hvp[poff[l] + n * m:poff[l + 1]], False)
         if l == 0 and not want_dx:
             break
         da = DA[0:B * n].reshape((B, n))
-        np.dot(dzl, W.T, da)
+        WT = transposed(W, PANEL)
+        matmul(dzl, WT, da)
         if want_r:
-            V = vec[poff[l]:poff[l] + n * m].reshape((n, m))
-            np.dot(rdzl, W.T, RDA[0:B * n].reshape((B, n)))
-            np.dot(dzl, V.T, TIN[0:B * n].reshape((B, n)))
+            matmul(rdzl, WT, RDA[0:B * n].reshape((B, n)))
+            matmul(dzl, transposed(vec[poff[l]:poff[l] + n * m].reshape((n, m)), PANEL), TIN[0:B * n].reshape((B, n)))
         daf, rdaf, tinf = DA[0:B * n], RDA[0:B * n], TIN[0:B * n]
         if l == 0:
             for i in range(B):
