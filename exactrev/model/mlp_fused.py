@@ -31,7 +31,7 @@ import numba as nb
 import numpy as np
 
 from ..kernels.gemm import matmul, matmul_tn, transposed
-from ..kernels.tanh import tanh_lane
+from ..kernels.tanh import tanh_slope_lanes
 from .mlp_kernels import ACT_TANH, column_sums, exp_shifted_rows
 
 
@@ -104,10 +104,7 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
             break
         zf, af, df = Z[off[l]:off[l + 1]], A[off[l]:off[l + 1]], DP[off[l]:off[l + 1]]
         if act == ACT_TANH:
-            for k in range(zf.shape[0]):
-                t1 = tanh_lane(zf[k])
-                af[k] = t1
-                df[k] = 1.0 - t1 * t1
+            tanh_slope_lanes(zf, af, df)
         else:
             for k in range(zf.shape[0]):
                 pos = zf[k] > 0.0
