@@ -5,9 +5,9 @@ blocks the summed dimension of ``dgemm`` differently in its threaded and serial 
 machine ``A.T @ D`` with 256 or more summed rows, or a (50, 64) @ (64, 2000) product, differed in the
 last bits between 1 and 2 threads. The BLAS pass (``mlp_blas``) therefore runs every product on one
 BLAS thread, whatever the user set, and gets its parallelism from units fixed by the shapes, which
-threads share out: row chunks of the batch (``mlp_blas.CHUNK_ROWS``; Numba's threads for compiled
-chunks, Python threads otherwise) and column blocks of large products (``mlp_blas.BLOCK_COLS``).
-Which thread computes a unit does not change it.
+threads share out: row chunks of the batch (``mlp_blas.CHUNK_ROWS``, Python threads) and column
+blocks of large products (``mlp_blas.BLOCK_COLS``). Which thread computes a unit does not change it.
+(Compiled chunks, ``mlp_fused``, use no BLAS: their products are ``kernels.gemm``'s.)
 
 ``single_thread_blas()`` is a context manager: the first pass to enter sets every BLAS library that
 threadpoolctl finds to one thread, the last to leave restores the counts it found, so passes in
@@ -25,7 +25,8 @@ _STATE = {"depth": 0, "saved": None, "controllers": None}
 
 def _controllers():
     """The threadpoolctl controllers of the BLAS libraries (found once): numpy's, and scipy's, which
-    Numba's ``np.dot`` calls (``mlp_fused``); scipy's is loaded here first, so that it is found."""
+    Numba's ``np.dot`` calls (in users' Numba code); scipy's is loaded here first, so that it is
+    found."""
     if _STATE["controllers"] is None:
         try:
             importlib.import_module("scipy.linalg.cython_blas")  # the BLAS that Numba's np.dot calls

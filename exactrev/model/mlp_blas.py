@@ -209,23 +209,23 @@ def in_threads(fn, count, threads, kind):
 
 
 def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp_out, dx_out, rdx_out):
-    """``mlp_kernels.mlp_pass`` (same arguments, same outputs) with BLAS matrix products; l2 may also
+    """``mlp_kernels.mlp_pass`` (same arguments, same outputs) with fast matrix products; l2 may also
     be None, for no penalty term (not even its zeros: about 9 us fewer per pass on the paper MLP).
 
-    The batch is cut into ``chunk_bounds(B)`` row chunks, each computed on one thread with BLAS on one
-    thread; the loss and parameter-space outputs are summed in chunk order. Chunks whose products are
-    all small run in ``mlp_fused.chunks_pass`` (one compiled call, chunks shared by Numba's threads);
-    otherwise each chunk is ``_chunk_pass``, chunks beyond the first in a pool of
+    The batch is cut into ``chunk_bounds(B)`` row chunks, each computed on one thread; the loss and
+    parameter-space outputs are summed in chunk order. Chunks whose products are all small run in
+    ``mlp_fused.chunks_pass`` (one compiled call, ``kernels.gemm``'s products, chunks shared by Numba's
+    threads); otherwise each chunk is ``_chunk_pass`` (BLAS on one thread), chunks beyond the first in a pool of
     ``numba.get_num_threads() - 1`` Python threads, and a pass of one chunk shares the column blocks
     of its large products instead (``_matmul``). Which path a batch takes depends on the shapes only,
     and so does every float: not on how many threads there are."""
     B = X.shape[0]
     bounds, compiled = _plan(sizes, B)
-    with single_thread_blas():  # held until every chunk is done
-        if compiled:
-            data = _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
-                                  rdx_out, len(bounds) - 1)
-        else:
+    if compiled:  # exactrev's own products: no BLAS, so no BLAS thread setting to hold
+        data = _compiled_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
+                              rdx_out, len(bounds) - 1)
+    else:
+        with single_thread_blas():  # held until every chunk is done
             data = _threaded_pass(params, sizes, act, X, y, vec, want_grad, want_r, grad_out, hvp_out, dx_out,
                                   rdx_out, bounds)
     if l2 is None:  # no penalty term
