@@ -14,8 +14,8 @@ contiguous); A too when its rows are contiguous (``matmul``). ``matmul_tn`` (A.T
 A's columns into panels, ``matmul_nt`` (A @ B.T) first copies B.T. A last tile that would cross the
 edge is moved back to end at the last row or column: it computes a few elements twice, to the same
 bits. For the paper MLP's products (100 x 64 x 50 down to 100 x 50 x 10, one Zen 3 core) this takes
-0.75-0.85x the time of OpenBLAS, whose packing of both operands and zeroing of C cost as much as
-its arithmetic at these sizes.
+0.62-0.88x the time of OpenBLAS, whose packing of both operands and zeroing of C cost about a third
+of its arithmetic at these sizes.
 
 Every function here checks shapes and scratch sizes (ValueError) and never reads or writes outside
 its arrays; it trusts that C overlaps neither operand.

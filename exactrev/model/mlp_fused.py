@@ -7,9 +7,10 @@ them in chunk order. For the paper's network (64-50-50-50-10, batch 200) the num
 about 100 small numpy calls per gradient + HVP; here a whole pass is one call (on 2 cores,
 ``exactrev bench --suite training``: gradient 0.78 -> 0.68 ms, gradient + HVP 1.51 -> 1.23 ms, and
 with the faster tanh 0.38-0.52 and 0.68-0.98 ms). ``kernels.gemm`` in place of OpenBLAS's ``dgemm``
-(through Numba's ``np.dot``), whose packing of the operands and zeroing of the output cost as much
-as its arithmetic at these sizes: on one thread gradient 0.46-0.51 -> 0.40 ms, gradient + HVP
-1.10-1.15 -> 0.88 ms, the same floats there (OpenBLAS sums these products in the same order).
+(through Numba's ``np.dot``), whose packing of the operands and zeroing of the output cost about a
+third as much as its arithmetic at these sizes: on one thread gradient 0.46-0.51 -> 0.38-0.40 ms,
+gradient + HVP 1.10-1.15 -> 0.85-0.88 ms, the same floats there (OpenBLAS sums these products in the
+same order).
 
 Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has the derivation):
 
