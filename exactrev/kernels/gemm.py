@@ -23,7 +23,7 @@ its arrays; it trusts that C overlaps neither operand.
 
 import numba as nb
 
-from .simd import load, store, vfma, vload, vstore, vzero
+from .simd import load, vfma, vload, vstore, vzero
 from .tanh import fma
 
 
