@@ -144,7 +144,8 @@ def _check(A, B, C):
 @nb.njit(cache=True)
 def matmul(A, B, C):
     """C = A @ B (module docstring) for float64 A (M x K), B (K x N), C (M x N), the rows of B and C
-    contiguous. Tiles where A's rows are contiguous too and M, N >= 4; else element by element."""
+    contiguous. Tiles where A's rows are contiguous too and M, N >= 4; else chains side by side (four
+    rows of one column where N < 4) or one at a time."""
     M, N, K = _check(A, B, C)
     if M == 0 or N == 0:
         return

@@ -7,11 +7,11 @@ lanes), and its polynomials go by Estrin's scheme, whose short dependency chains
 units busy: 4.6-4.7 ns per element there (6.4-6.9 with Horner's rule, 3x faster than numpy's), 0.84x
 that since 2**-k is written from its bits (below), and 0.82x that again (3.2 against 3.9 ns) since
 the polynomials' steps are fused multiply-adds (``fma``), and 0.9x that again (3.0 against 3.3 ns)
-since both polynomials are Chebyshev fits of degree 11 instead of degrees 12 and 13. It gives the same bits wherever it runs:
-each operation is a single IEEE multiply, add, divide, select or fused multiply-add (one rounding of
-the exact a b + c: the FMA instruction, or the C library's correctly rounded ``fma`` on a CPU
-without one), or integer work on a float's exponent bits, which is exact; Numba forms no other
-fused operation (it does not contract without fastmath).
+since both polynomials are Chebyshev fits of degree 11 instead of degrees 12 and 13. It gives the
+same bits wherever it runs: each operation is a single IEEE multiply, add, divide, select or fused
+multiply-add (one rounding of the exact a b + c: the FMA instruction, or the C library's correctly
+rounded ``fma`` on a CPU without one), or integer work on a float's exponent bits, which is exact;
+Numba forms no other fused operation (it does not contract without fastmath).
 
 For x >= 0 (odd symmetry gives the rest, exactly, through copysign):
 

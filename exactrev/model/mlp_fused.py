@@ -22,9 +22,10 @@ Maths (rows b of the chunk, B_total the whole batch's size; ``mlp_kernels`` has 
               da = dz_l W_l^T,  Rda = Rdz_l W_l^T + dz_l V_l^T
               dz_{l-1} = da phi',  Rdz_{l-1} = Rda phi' + da phi'' Rz  (tanh: phi'' = -2 a phi')
 
-Every float is fixed by the shapes and the inputs, the same on every CPU: products and loops in a
-fixed order (column sums in row order, ``mlp_kernels.column_sums``), and fused multiply-adds that
-round once everywhere. Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done here
+Every float is fixed by the shapes and the inputs: products and loops in a fixed order (column sums
+in row order, ``mlp_kernels.column_sums``) of IEEE operations and fused multiply-adds, which round
+once everywhere, so the gradients and H @ vec should be the same on every CPU (the loss's log is the
+C library's). Products of ``mlp_blas.SPLIT_FROM`` multiply-adds or more are not done here
 (``mlp_blas`` shares them out in column blocks of BLAS products instead).
 """
 
@@ -168,7 +169,8 @@ def chunk_pass(params, sizes, act, X, y, B_total, vec, want_grad, want_r, grad, 
         matmul(dzl, WT, da)
         if want_r:
             matmul(rdzl, WT, RDA[0:B * n].reshape((B, n)))
-            matmul(dzl, transposed(vec[poff[l]:poff[l] + n * m].reshape((n, m)), PANEL), TIN[0:B * n].reshape((B, n)))
+            VT = transposed(vec[poff[l]:poff[l] + n * m].reshape((n, m)), PANEL)
+            matmul(dzl, VT, TIN[0:B * n].reshape((B, n)))
         daf, rdaf, tinf = DA[0:B * n], RDA[0:B * n], TIN[0:B * n]
         if l == 0:
             for i in range(B):
