@@ -97,11 +97,11 @@ def _narrow_at(t, narrow, N):
 
 
 @nb.njit(cache=True)
-def _chains(A, B, C, rows, cols):
-    """C[i, j] for i in ``rows`` and j in ``cols``, one element at a time (the definition)."""
-    K = A.shape[1]
-    for i in rows:
-        for j in cols:
+def _chains(A, B, C):
+    """C = A B one element at a time (the definition), for operands the tiles do not take."""
+    M, K = A.shape
+    for i in range(M):
+        for j in range(B.shape[1]):
             c = 0.0
             for k in range(K):
                 c = fma(A[i, k], B[k, j], c)
@@ -150,7 +150,7 @@ def matmul(A, B, C):
     if M == 0 or N == 0:
         return
     if K > 1 and A.strides[1] != 8 or M < 4:
-        _chains(A, B, C, range(M), range(N))
+        _chains(A, B, C)
         return
     if N < 4:
         bands, last = _band_count(M)

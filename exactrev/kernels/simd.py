@@ -93,7 +93,8 @@ def store(typingctx, array, offset, value):
 def vfma(typingctx, a, b, c):
     """a b + c in every lane, each rounded once, for a float64 a and f64x4 b, c."""
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4, [V4, V4, V4]), "llvm.fma.v4f64")
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4, [V4, V4, V4]),
+                                            "llvm.fma.v4f64")
         lane0 = builder.insert_element(ir.Constant(V4, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
         splat = builder.shuffle_vector(lane0, ir.Constant(V4, ir.Undefined),
                                        ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 0, 0, 0]))

@@ -215,10 +215,10 @@ def mlp_pass(params, sizes, act, X, y, l2, vec, want_grad, want_r, grad_out, hvp
     The batch is cut into ``chunk_bounds(B)`` row chunks, each computed on one thread; the loss and
     parameter-space outputs are summed in chunk order. Chunks whose products are all small run in
     ``mlp_fused.chunks_pass`` (one compiled call, ``kernels.gemm``'s products, chunks shared by Numba's
-    threads); otherwise each chunk is ``_chunk_pass`` (BLAS on one thread), chunks beyond the first in a pool of
-    ``numba.get_num_threads() - 1`` Python threads, and a pass of one chunk shares the column blocks
-    of its large products instead (``_matmul``). Which path a batch takes depends on the shapes only,
-    and so does every float: not on how many threads there are."""
+    threads); otherwise each chunk is ``_chunk_pass`` (BLAS on one thread), chunks beyond the first in
+    a pool of ``numba.get_num_threads() - 1`` Python threads, and a pass of one chunk shares the
+    column blocks of its large products instead (``_matmul``). Which path a batch takes depends on the
+    shapes only, and so does every float: not on how many threads there are."""
     B = X.shape[0]
     bounds, compiled = _plan(sizes, B)
     if compiled:  # exactrev's own products: no BLAS, so no BLAS thread setting to hold

@@ -44,8 +44,8 @@ def workspace_floats(sizes, B):
     of a chunk's activations: B (n + 3) at the widest input n)."""
     sizes = [int(n) for n in sizes]
     outs, ins = sizes[1:], sizes[:-1]
-    return (7 * B * sum(outs) + B * max(outs) + 3 * B * max(ins) + max(n * m for n, m in zip(ins, outs))
-            + max(max(n * m for n, m in zip(ins, outs)), B * (max(ins) + 3)))
+    wmax = max(n * m for n, m in zip(ins, outs))
+    return 7 * B * sum(outs) + B * max(outs) + 3 * B * max(ins) + wmax + max(wmax, B * (max(ins) + 3))
 
 
 @nb.njit(nogil=True, cache=True, error_model="numpy")
@@ -209,19 +209,10 @@ def chunks_pass(params, sizes, act, X, y, vec, want_grad, want_r, bounds, grad, 
     total = data[0]
     for k in range(1, n):
         total += data[k]
-    if want_grad:
-        _sum_rows(grads, grad)
+    if want_grad:  # chunk 0's share, then the others added in chunk order (column_sums' element loops)
+        grad[:] = grads[0]
+        column_sums(grads[1:], grad, True)
         if want_r:
-            _sum_rows(hvps, hvp)
+            hvp[:] = hvps[0]
+            column_sums(hvps[1:], hvp, True)
     return total
-
-
-@nb.njit(inline="always", cache=True)
-def _sum_rows(parts, out):
-    """out = parts[0] + parts[1] + ... in row order, element by element (element loops: the array
-    form ``out += parts[k]`` took 1.5x as long)."""
-    for i in range(out.shape[0]):
-        out[i] = parts[0, i]
-    for k in range(1, parts.shape[0]):
-        for i in range(out.shape[0]):
-            out[i] += parts[k, i]
